@@ -1,0 +1,178 @@
+package phase
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/render"
+)
+
+// KeepalivedRouterID derives the VRRP virtual router ID (1-255) from the cluster UID, so that two clusters
+// on one network do not collide by default.
+func KeepalivedRouterID(uid string) int {
+	var h uint32 = 2166136261
+	for i := 0; i < len(uid); i++ {
+		h ^= uint32(uid[i])
+		h *= 16777619
+	}
+	return int(h%254) + 1
+}
+
+// renderedFiles renders the configuration (not certificates) of t.
+func (c *Cluster) renderedFiles(t *Target) ([]render.File, error) {
+	var files []render.File
+	sandbox, err := c.Select.ImageRef("pause")
+	if err != nil {
+		return nil, err
+	}
+	files = append(files,
+		render.ContainerdUnit{},
+		render.ContainerdConfig{SandboxImage: sandbox, RestrictOOMScoreAdj: t.Facts.NoSysResource},
+		render.CrictlConfig{},
+	)
+	labels := map[string]string{}
+	for k, v := range t.Labels {
+		labels[k] = v
+	}
+	var taints []render.Taint
+	if t.Role == RoleMaster && !c.Schedulable {
+		taints = append(taints, render.ControlPlaneTaint())
+	}
+	resolv := render.ResolvConf{Nameservers: nonLoopback(c.UpstreamDNS)}
+	files = append(files,
+		render.KubeletUnit{NodeName: t.Name, NodeIP: t.Address, NodeLabels: labels, Bootstrap: t.Role == RoleWorker},
+		render.KubeletConfig{
+			ClusterDNS: []string{c.DNSServiceIP().String()}, ClusterDomain: render.DefaultClusterDomain,
+			ResolvConf: render.PathResolvConf, FailSwapOn: !t.Facts.IsContainer(), FailCgroupV1: !t.Facts.CgroupV1,
+			RegisterWithTaints: taints, MaxPods: render.DefaultMaxPods,
+		},
+		resolv,
+		render.KubeProxyUnit{},
+		render.KubeProxyConfig{NodeName: t.Name, ClusterCIDR: c.PodCIDR.String(), Mode: c.ProxyMode,
+			ConntrackMaxPerCore: conntrackFor(t)},
+		render.FlanneldUnit{NodeName: t.Name, Interface: t.Facts.Iface, IPMasq: true},
+		render.FlannelNetConf{Network: c.PodCIDR.String(), VNI: render.DefaultFlannelVNI, Port: render.DefaultFlannelPort,
+			EnableNFTables: c.ProxyMode == "nftables"},
+		render.FlannelCNIConf{CNIVersion: render.DefaultCNIVersion, NetworkName: render.DefaultCNINetworkName},
+	)
+	if t.Role != RoleMaster {
+		return files, nil
+	}
+	var members []render.EtcdMember
+	var ips, peers []string
+	for _, m := range c.Masters {
+		members = append(members, render.EtcdMember{Name: m.Name, IP: m.Address})
+		ips = append(ips, m.Address)
+		if m != t {
+			peers = append(peers, m.Address)
+		}
+	}
+	le := render.LeaderElection{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
+	prefix := c.NodeNetwork.Bits()
+	if t.Facts.Prefix > 0 {
+		prefix = t.Facts.Prefix
+	}
+	priority := 150 - slices.Index(c.Masters, t)*10
+	files = append(files,
+		render.EtcdUnit{Name: t.Name, IP: t.Address, InitialCluster: members, InitialClusterState: "new", Token: c.UID,
+			DataDir: render.EtcdDataDir, HeartbeatMS: c.EtcdHeartbeatMS, ElectionMS: c.EtcdElectionMS,
+			QuotaBackendBytes: render.DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: render.DefaultEtcdAutoCompactionRetention},
+		render.APIServerUnit{AdvertiseAddress: t.Address, SecurePort: c.APIPort, EtcdIPs: ips, ServiceCIDR: c.ServiceCIDR.String(),
+			ServiceNodePortRange: render.DefaultServiceNodePortRange, ServiceAccountIssuer: render.DefaultServiceAccountIssuer},
+		render.AuthenticationConfig{AnonymousPaths: render.DefaultAnonymousPaths()},
+		render.EncryptionConfig{Keys: []render.EncryptionKey{{Name: "key1", Secret: c.EncryptionKey}}},
+		render.ControllerManagerUnit{ClusterName: c.Name, ClusterCIDR: c.PodCIDR.String(), ServiceCIDR: c.ServiceCIDR.String(),
+			NodeCIDRMaskSize: render.DefaultNodeCIDRMaskSize, LeaderElection: le},
+		render.SchedulerUnit{},
+		render.SchedulerConfig{LeaderElection: le},
+		render.KeepalivedConfig{RouterID: t.Name, Interface: t.Facts.Iface, VIP: c.VIP.String(), VIPPrefixLen: prefix,
+			VirtualRouterID: KeepalivedRouterID(c.UID), Priority: priority, AuthPass: c.KeepalivedPassword,
+			UnicastSrcIP: t.Address, UnicastPeers: peers},
+		render.KeepalivedCheck{APIServerPort: c.APIPort},
+		render.KeepalivedDropIn{},
+	)
+	return files, nil
+}
+
+// conntrackFor returns kube-proxy's conntrack.maxPerCore: 0 (leave the kernel's value) on container hosts,
+// whose conntrack table belongs to the machine's kernel.
+func conntrackFor(t *Target) int {
+	if t.Facts.IsContainer() {
+		return 0
+	}
+	return render.DefaultConntrackMaxPerCore
+}
+
+func nonLoopback(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if a, err := netip.ParseAddr(s); err == nil && !a.IsLoopback() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// NodeFiles returns every file kubesmith manages on t: certificates, kubeconfigs and rendered configuration.
+// The result is kept in t.Planned for the drift record.
+func (c *Cluster) NodeFiles(ctx context.Context, t *Target) ([]File, error) {
+	certs, err := c.CertFiles(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	rf, err := c.renderedFiles(t)
+	if err != nil {
+		return nil, err
+	}
+	out := certs
+	for _, f := range rf {
+		r, err := render.RenderFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		out = append(out, File{Path: r.Path, Data: r.Data, Mode: r.Mode, Secret: r.Mode == 0o600})
+	}
+	t.Planned = out
+	return out, nil
+}
+
+// AddonManifest renders a built-in add-on: "rbac" or "coredns".
+func (c *Cluster) AddonManifest(name string) ([]byte, error) {
+	var f render.File
+	switch name {
+	case "rbac":
+		f = render.NewRBACAddon([]string{render.DefaultBootstrapGroup})
+	case "coredns":
+		img, err := c.Select.ImageRef("coredns")
+		if err != nil {
+			return nil, err
+		}
+		f = render.CoreDNSAddon{Image: img, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: c.DNSServiceIP().String(),
+			ClusterDomain: render.DefaultClusterDomain, UpstreamDNS: nonLoopback(c.UpstreamDNS), Replicas: render.DefaultCoreDNSReplicas}
+	default:
+		return nil, fmt.Errorf("unknown add-on %q", name)
+	}
+	r, err := render.RenderFile(f)
+	if err != nil {
+		return nil, err
+	}
+	return r.Data, nil
+}
+
+// Reset undoes the install on t and removes the cluster marker.
+func Reset(ctx context.Context, t *Target) error {
+	r, err := render.RenderFile(render.ResetScript{
+		Units: render.KubesmithUnits(), PackageUnits: render.PackageUnits(), Binaries: render.InstalledBinaries(),
+		Files: []string{"/etc/kubesmith", "/var/lib/kubesmith", "/etc/crictl.yaml", "/etc/keepalived/keepalived.conf",
+			"/etc/keepalived/kubesmith-check-apiserver.sh"},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := t.Runner.RunInput(ctx, "sh -s", bytesReader(r.Data)); err != nil {
+		return fmt.Errorf("reset: %w", err)
+	}
+	return nil
+}

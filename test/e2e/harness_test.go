@@ -1,0 +1,273 @@
+//go:build e2e
+
+// Package e2e holds kubesmith's end-to-end tests: real clusters on container hosts (privileged systemd
+// containers reached over SSH, exactly like physical hosts) or libvirt VMs, driven by `terraform apply`. Each
+// scenario prints a per-phase timing table and writes it as JSON.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/artifacts"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/engine"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/lab/containerhosts"
+)
+
+// timings records how long each phase of a scenario took.
+type timings struct {
+	Scenario string        `json:"scenario"`
+	Started  time.Time     `json:"started"`
+	Phases   []phaseTiming `json:"phases"`
+	Passed   bool          `json:"passed"`
+}
+
+type phaseTiming struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+	OK      bool    `json:"ok"`
+}
+
+func (tm *timings) measure(t *testing.T, name string, fn func() error) {
+	t.Helper()
+	start := time.Now()
+	t.Logf("[%s] %s ...", time.Since(tm.Started).Round(time.Second), name)
+	err := fn()
+	d := time.Since(start)
+	tm.Phases = append(tm.Phases, phaseTiming{Name: name, Seconds: d.Seconds(), OK: err == nil})
+	if err != nil {
+		t.Fatalf("%s failed after %s: %v", name, d.Round(100*time.Millisecond), err)
+	}
+	t.Logf("[%s] %s done in %s", time.Since(tm.Started).Round(time.Second), name, d.Round(100*time.Millisecond))
+}
+
+func (tm *timings) report(t *testing.T) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-48s %10s  %s\n", "phase ("+tm.Scenario+")", "seconds", "ok")
+	for _, p := range tm.Phases {
+		fmt.Fprintf(&b, "%-48s %10.1f  %v\n", p.Name, p.Seconds, p.OK)
+	}
+	t.Log(b.String())
+	dir := os.Getenv("KUBESMITH_E2E_REPORT_DIR")
+	if dir == "" {
+		dir = filepath.Join(repoRoot(t), "test", "e2e", "reports")
+	}
+	_ = os.MkdirAll(dir, 0o755)
+	data, _ := json.MarshalIndent(tm, "", "  ")
+	out := filepath.Join(dir, tm.Scenario+".json")
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Logf("writing %s: %v", out, err)
+	} else {
+		t.Logf("timings written to %s", out)
+	}
+}
+
+func newTimings(t *testing.T, scenario string) *timings {
+	tm := &timings{Scenario: scenario, Started: time.Now()}
+	t.Cleanup(func() {
+		tm.Passed = !t.Failed()
+		tm.report(t)
+	})
+	return tm
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+// tfRunner runs terraform (or tofu) in one working directory with the locally installed provider.
+type tfRunner struct {
+	t   *testing.T
+	bin string
+	dir string
+	env []string
+}
+
+func newTF(t *testing.T, dir string) *tfRunner {
+	bin := os.Getenv("KUBESMITH_TF")
+	if bin == "" {
+		bin = "terraform"
+	}
+	cfg := os.Getenv("TF_CLI_CONFIG_FILE")
+	if cfg == "" {
+		t.Fatal("TF_CLI_CONFIG_FILE is not set: run the e2e tests through `make e2e-cluster`, which installs the provider locally")
+	}
+	return &tfRunner{t: t, bin: bin, dir: dir, env: append(os.Environ(), "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")}
+}
+
+func (r *tfRunner) run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, r.bin, args...)
+	cmd.Dir = r.dir
+	cmd.Env = r.env
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w\n%s", r.bin, strings.Join(args, " "), err, tail(out.String(), 60))
+	}
+	return out.String(), nil
+}
+
+// planIsEmpty runs a plan and reports whether it proposes no change.
+func (r *tfRunner) planIsEmpty(ctx context.Context) (bool, string, error) {
+	cmd := exec.CommandContext(ctx, r.bin, "plan", "-input=false", "-no-color", "-detailed-exitcode")
+	cmd.Dir = r.dir
+	cmd.Env = r.env
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 2 {
+		return false, string(out), nil
+	}
+	if err != nil {
+		return false, string(out), fmt.Errorf("plan: %w\n%s", err, tail(string(out), 40))
+	}
+	return true, string(out), nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// kubectl runs the bundle's kubectl on this machine against the cluster.
+type kubectl struct {
+	bin, kubeconfig string
+}
+
+func newKubectl(t *testing.T, kubeconfig string) kubectl {
+	b, err := artifacts.Open(bundleDir())
+	if err != nil {
+		t.Fatalf("opening the bundle: %v", err)
+	}
+	var f artifacts.File
+	for _, v := range b.Manifest().Versions("kubernetes") {
+		if x, ok := b.Manifest().Lookup("kubernetes", "kubectl", v, "amd64"); ok {
+			f = x
+		}
+	}
+	if f.Path == "" {
+		t.Fatal("the bundle has no kubectl")
+	}
+	p, err := b.Fetch(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubectl{bin: p, kubeconfig: kubeconfig}
+}
+
+func (k kubectl) run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, k.bin, append([]string{"--kubeconfig", k.kubeconfig, "--request-timeout=20s"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, tail(string(out), 20))
+	}
+	return string(out), nil
+}
+
+func (k kubectl) stdin(ctx context.Context, in string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, k.bin, append([]string{"--kubeconfig", k.kubeconfig, "--request-timeout=20s"}, args...)...)
+	cmd.Stdin = strings.NewReader(in)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, tail(string(out), 20))
+	}
+	return string(out), nil
+}
+
+// eventually retries fn every interval until it succeeds or the timeout passes.
+func eventually(ctx context.Context, timeout, interval time.Duration, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var last error
+	for {
+		if last = fn(ctx); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
+}
+
+func bundleDir() string {
+	if d := os.Getenv("KUBESMITH_BUNDLE"); d != "" {
+		return d
+	}
+	return engine.DefaultBundleDir()
+}
+
+// labNodes brings up count container hosts named prefix-N, removing any left from an earlier run, and
+// registers their removal.
+func labNodes(t *testing.T, ctx context.Context, l *containerhosts.Lab, prefix string, addrs []string) []containerhosts.Node {
+	t.Helper()
+	if err := l.Down(ctx, prefix); err != nil {
+		t.Fatalf("removing leftovers: %v", err)
+	}
+	nodes, err := l.Up(ctx, containerhosts.Spec{Prefix: prefix, Count: len(addrs), Addresses: addrs})
+	if err != nil {
+		t.Fatalf("container hosts: %v", err)
+	}
+	t.Cleanup(func() {
+		if os.Getenv("KUBESMITH_E2E_KEEP") != "" {
+			t.Logf("KUBESMITH_E2E_KEEP set: leaving %s-* running", prefix)
+			return
+		}
+		c, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := l.Down(c, prefix); err != nil {
+			t.Errorf("removing %s-*: %v", prefix, err)
+		}
+	})
+	return nodes
+}
+
+func newLab(t *testing.T) *containerhosts.Lab {
+	l, err := containerhosts.New(containerhosts.Config{Progress: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// echoImage is the reference of the bundle's echo image.
+func echoImage(t *testing.T) string {
+	t.Helper()
+	b, err := artifacts.Open(bundleDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range b.Manifest().Files {
+		if f.Kind == "image" && f.Name == "echo" {
+			return f.Image
+		}
+	}
+	t.Fatal("the bundle has no echo image")
+	return ""
+}
