@@ -17,7 +17,8 @@ for plat in linux/amd64 linux/arm64 darwin/arm64; do
     -ldflags "-s -w -X main.version=$version" -o "$out/${name}_v$version" .
   (cd "$out" && zip -q -X "../../${name}_${version}_${os}_${arch}.zip" "${name}_v$version")
 done
-cat > "dist/${name}_${version}_manifest.json" <<JSON
+cp terraform-registry-manifest.json "dist/${name}_${version}_manifest.json"
+: <<JSON
 {
   "version": 1,
   "metadata": {

@@ -263,7 +263,7 @@ func (b *Builder) Build(ctx context.Context) (*Manifest, error) {
 	var errs []error
 	for _, u := range units {
 		if u.err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", u.component, u.version, u.err))
+			errs = append(errs, fmt.Errorf("%s %s: %w", u.name(), u.version, u.err))
 		}
 	}
 	if len(errs) > 0 {
@@ -305,6 +305,7 @@ func (r *run) skipped(component string) bool {
 // unit is one buildable thing with its own build directory and stamp.
 type unit struct {
 	component, version string
+	label              string // progress name; the component when empty
 	dir                string
 	concurrent         bool     // runs beside the sequential lane (downloads)
 	names              []string // expected outputs in dir/out ("" when only known after the build)
@@ -315,6 +316,14 @@ type unit struct {
 
 	outputs []string // after a successful run
 	err     error
+}
+
+// name is how progress lines call the unit.
+func (u *unit) name() string {
+	if u.label != "" {
+		return u.label
+	}
+	return u.component
 }
 
 // stamp records the key a build directory was built with and its outputs.
@@ -375,8 +384,8 @@ func writeStamp(dir, key string, outputs []string) error {
 func (r *run) runUnit(ctx context.Context, u *unit) {
 	for _, d := range u.deps {
 		if d.err != nil || d.outputs == nil {
-			u.err = fmt.Errorf("not built: %s %s failed", d.component, d.version)
-			r.out.line(u.component, u.version, "skipped, %s %s failed", d.component, d.version)
+			u.err = fmt.Errorf("not built: %s %s failed", d.name(), d.version)
+			r.out.line(u.name(), u.version, "skipped, %s %s failed", d.name(), d.version)
 			return
 		}
 	}
@@ -387,24 +396,24 @@ func (r *run) runUnit(ctx context.Context, u *unit) {
 	key, err := u.key(ctx)
 	if err != nil {
 		u.err = err
-		r.out.line(u.component, u.version, "FAILED: %v", err)
+		r.out.line(u.name(), u.version, "FAILED: %v", err)
 		return
 	}
 	if outs, ok := cachedOutputs(u.dir, key); ok {
 		u.outputs = outs
-		r.out.line(u.component, u.version, "cached")
+		r.out.line(u.name(), u.version, "cached")
 		return
 	}
-	r.out.line(u.component, u.version, "building")
+	r.out.line(u.name(), u.version, "building")
 	started := time.Now()
 	outs, err := r.buildUnit(ctx, u, key)
 	if err != nil {
 		u.err = err
-		r.out.line(u.component, u.version, "FAILED after %s: %v", since(started), firstLine(err))
+		r.out.line(u.name(), u.version, "FAILED after %s: %v", since(started), firstLine(err))
 		return
 	}
 	u.outputs = outs
-	r.out.line(u.component, u.version, "done in %s", since(started))
+	r.out.line(u.name(), u.version, "done in %s", since(started))
 }
 
 func (r *run) buildUnit(ctx context.Context, u *unit, key string) ([]string, error) {
@@ -453,7 +462,7 @@ func (r *run) heartbeatFor(ctx context.Context, u *unit) func() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				r.out.line(u.component, u.version, "still building (%s)", since(started))
+				r.out.line(u.name(), u.version, "still building (%s)", since(started))
 			}
 		}
 	}()

@@ -136,7 +136,7 @@ func TestRunUnitFailure(t *testing.T) {
 	dep := (&fakeUnit{key: "k"}).unit(t, r, "image")
 	dep.deps = []*unit{a}
 	r.runUnit(ctx, dep)
-	if dep.err == nil || !strings.Contains(out.String(), "image v1: skipped, broken v1 failed") {
+	if dep.err == nil || !strings.Contains(out.String(), "image v1: skipped, broken v1 failed") || !strings.Contains(dep.err.Error(), "broken v1 failed") {
 		t.Fatalf("dependent unit: %v\n%s", dep.err, out)
 	}
 }

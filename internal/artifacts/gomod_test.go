@@ -195,7 +195,7 @@ func TestDefaultExecName(t *testing.T) {
 }
 
 func TestDropBlankImports(t *testing.T) {
-	src := "import (\n\t\"fmt\"\n\t_ \"github.com/flannel-io/flannel/pkg/backend/tencentvpc\"\n\t_ \"github.com/flannel-io/flannel/pkg/backend/vxlan\"\n)\n"
+	src := "import (\n\t\"fmt\"\n\t_ \"github.com/flannel-io/flannel/pkg/backend/tencentvpc\"\n\t_ \"github.com/flannel-io/flannel/pkg/backend/udp\"\n\t_ \"github.com/flannel-io/flannel/pkg/backend/vxlan\"\n)\n"
 	got := dropBlankImports(src, flannelDroppedBackends())
 	want := "import (\n\t\"fmt\"\n\t_ \"github.com/flannel-io/flannel/pkg/backend/vxlan\"\n)\n"
 	if got != want {

@@ -195,11 +195,12 @@ func namesOf(ps []goPkg) []string {
 	return ns
 }
 
-// flannelDroppedBackends are flanneld backends left out because the module proxy refuses a module they import
-// (tencentvpc needs github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc). vxlan, host-gw, ipip, udp,
-// ipsec, wireguard, extension and alloc stay.
+// flannelDroppedBackends are flanneld backends left out: tencentvpc because the module proxy refuses a module it
+// imports (github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc), udp because it needs cgo (its C proxy)
+// and is deprecated upstream. vxlan, host-gw, ipip, ipsec, wireguard, extension and alloc stay, in a static
+// CGO_ENABLED=0 binary.
 func flannelDroppedBackends() []string {
-	return []string{"github.com/flannel-io/flannel/pkg/backend/tencentvpc"}
+	return []string{"github.com/flannel-io/flannel/pkg/backend/tencentvpc", "github.com/flannel-io/flannel/pkg/backend/udp"}
 }
 
 // dropBlankImports removes `_ "path"` import lines.
@@ -474,8 +475,8 @@ type imageDef struct {
 // imageUnit writes an OCI archive with the base file system plus one binary of another unit.
 func (r *run) imageUnit(d imageDef) *unit {
 	file := d.name + "-" + d.version + ".oci.tar"
-	u := &unit{component: d.component, version: d.version, dir: r.unitDir("image-" + d.name + "-" + d.version),
-		names: []string{file}, deps: []*unit{d.bin}}
+	u := &unit{component: d.component, label: "image " + d.name, version: d.version,
+		dir: r.unitDir("image-" + d.name + "-" + d.version), names: []string{file}, deps: []*unit{d.bin}}
 	ca := r.b.CABundle
 	if ca == "" {
 		ca = "/etc/ssl/certs/ca-certificates.crt"

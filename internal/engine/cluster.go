@@ -62,8 +62,12 @@ func nonNil(s []string) []string {
 // change, or drift observed by Read, shows as an in-place update.
 func (e *Engine) DesiredClusterHash(spec ClusterSpec, uid string) (string, error) {
 	spec = withDefaults(spec)
+	if v, ok := NormalizeVersion(spec.KubernetesVersion); ok {
+		spec.KubernetesVersion = v
+	}
 	r := recordOf(spec, uid)
-	// SSH access details do not change what is installed.
+	// SSH access details do not change what is installed. Copy first: recordOf shares the caller's slice.
+	r.Masters = append([]Host(nil), r.Masters...)
 	for i := range r.Masters {
 		r.Masters[i].SSHAddress, r.Masters[i].Port, r.Masters[i].User, r.Masters[i].HostPublicKey = "", 0, "", ""
 	}
@@ -92,8 +96,8 @@ func (e *Engine) ApplyCluster(ctx context.Context, spec ClusterSpec, prior *Clus
 	if err != nil {
 		return state, err
 	}
-	if !slices.Contains(bundle.Manifest().Versions("kubernetes"), spec.KubernetesVersion) {
-		return state, fmt.Errorf("kubernetes %s is not in the artifact bundle; run `make artifacts K8S_VERSION=%s`", spec.KubernetesVersion, spec.KubernetesVersion)
+	if v := normVersion(spec); !slices.Contains(bundle.Manifest().Versions("kubernetes"), v) {
+		return state, fmt.Errorf("kubernetes %s is not in the artifact bundle; run `make artifacts K8S_VERSION=%s`", v, v)
 	}
 	p := progressAdapter(progress)
 	ses, err := e.connect(ctx, spec.SSH, spec.ControlPlane, phase.RoleMaster)
@@ -249,9 +253,11 @@ func readPKI(ctx context.Context, r node.Runner) (PKI, error) {
 	} {
 		v, err := read(f.path)
 		errs = append(errs, err)
-		*f.dst = strings.TrimSpace(v)
-		if strings.Contains(f.path, ".crt") || strings.Contains(f.path, ".key") || strings.Contains(f.path, ".pub") {
+		// PEM files are kept byte for byte; the raw secrets under StateDir are single trimmed lines.
+		if strings.HasPrefix(f.path, phase.PKIDir+"/") {
 			*f.dst = v
+		} else {
+			*f.dst = strings.TrimSpace(v)
 		}
 	}
 	return out, errors.Join(errs...)
@@ -328,7 +334,7 @@ func (e *Engine) phaseCluster(spec ClusterSpec, state ClusterState, bundle *arti
 		arch = masters[0].Facts.Arch
 	}
 	c := &phase.Cluster{
-		Name: spec.Name, UID: state.UID, Version: spec.KubernetesVersion,
+		Name: spec.Name, UID: state.UID, Version: normVersion(spec),
 		NodeNetwork: netip.MustParsePrefix(spec.NodeNetwork).Masked(), VIP: netip.MustParseAddr(spec.APIVIP),
 		APIPort: spec.APIPort, PodCIDR: netip.MustParsePrefix(spec.PodCIDR).Masked(),
 		ServiceCIDR: netip.MustParsePrefix(spec.ServiceCIDR).Masked(), UpstreamDNS: spec.UpstreamDNS,
@@ -338,7 +344,7 @@ func (e *Engine) phaseCluster(spec ClusterSpec, state ClusterState, bundle *arti
 		CAs: clusterCAs(state.PKI), EncryptionKey: state.PKI.EncryptionKey, KeepalivedPassword: state.PKI.KeepalivedPassword,
 		PoolManager: pki.KeyPair{CertPEM: []byte(state.Pool.ClientCert), KeyPEM: []byte(state.Pool.ClientKey)},
 		Masters:     masters, AppliedHash: hash, Record: rec,
-		Bundle: bundle, Select: phase.Selection{Manifest: bundle.Manifest(), KubernetesVersion: spec.KubernetesVersion, Arch: arch},
+		Bundle: bundle, Select: phase.Selection{Manifest: bundle.Manifest(), KubernetesVersion: normVersion(spec), Arch: arch},
 		Progress: p, Now: e.opts.Now, Parallel: e.opts.Parallelism,
 	}
 	return c, nil
@@ -416,4 +422,13 @@ func joinFieldErrors(errs []FieldError) error {
 		out[i] = e
 	}
 	return errors.Join(out...)
+}
+
+// normVersion is the spec's Kubernetes version as "v1.37.2". The spec keeps the user's spelling, so that an
+// import reproduces the configuration exactly.
+func normVersion(spec ClusterSpec) string {
+	if v, ok := NormalizeVersion(spec.KubernetesVersion); ok {
+		return v
+	}
+	return spec.KubernetesVersion
 }

@@ -114,9 +114,6 @@ func withDefaults(s ClusterSpec) ClusterSpec {
 	if s.KubeProxyMode == "" {
 		s.KubeProxyMode = "iptables"
 	}
-	if v, ok := NormalizeVersion(s.KubernetesVersion); ok {
-		s.KubernetesVersion = v
-	}
 	t := &s.Tuning
 	if t.EtcdHeartbeatMS == 0 {
 		t.EtcdHeartbeatMS = 100

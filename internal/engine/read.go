@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node"
@@ -28,10 +29,24 @@ func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state Cluste
 		}
 	}()
 	unreachable := 0
-	for _, h := range spec.ControlPlane {
-		cfg := nodeConfig(spec.SSH, h)
-		cfg.RetryFor = -1 // one attempt: Read must be fast and must not wait for dead hosts
-		r, err := e.opts.Dial(ctx, cfg)
+	type dialed struct {
+		r   node.Runner
+		err error
+	}
+	res := make([]dialed, len(spec.ControlPlane))
+	var wg sync.WaitGroup
+	for i, h := range spec.ControlPlane {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := nodeConfig(spec.SSH, h)
+			cfg.RetryFor = -1 // one attempt: Read must be fast and must not wait for dead hosts
+			res[i].r, res[i].err = e.opts.Dial(ctx, cfg)
+		}()
+	}
+	wg.Wait()
+	for i, h := range spec.ControlPlane {
+		r, err := res[i].r, res[i].err
 		if err != nil {
 			var mismatch *node.HostKeyMismatchError
 			if errors.As(err, &mismatch) {
@@ -50,7 +65,12 @@ func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state Cluste
 	marked := 0
 	for _, t := range targets {
 		o, err := phase.Observe(ctx, t)
-		if err == nil && o.UID == state.UID {
+		switch {
+		case err != nil:
+			// Connected but could not look: the state is unknown, which is never "gone".
+			unreachable++
+			out.Warnings = append(out.Warnings, fmt.Sprintf("%s (%s) could not be probed, so its state is unknown: %v", t.Name, t.Address, err))
+		case o.UID == state.UID:
 			marked++
 		}
 	}
@@ -58,12 +78,11 @@ func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state Cluste
 		out.Gone = true
 		return out, nil
 	}
-	c := &phase.Cluster{}
 	bundle, err := openBundle(spec.Artifacts)
 	if err != nil {
 		return out, err
 	}
-	c, err = e.phaseCluster(spec, state, bundle, targets, nil)
+	c, err := e.phaseCluster(spec, state, bundle, targets, nil)
 	if err != nil {
 		return out, err
 	}

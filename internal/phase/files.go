@@ -9,6 +9,12 @@ import (
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/render"
 )
 
+// Kernel settings kubesmith persists on every host.
+const (
+	SysctlFile  = "/etc/sysctl.d/99-kubesmith.conf"
+	ModulesFile = "/etc/modules-load.d/kubesmith.conf"
+)
+
 // KeepalivedRouterID derives the VRRP virtual router ID (1-255) from the cluster UID, so that two clusters
 // on one network do not collide by default.
 func KeepalivedRouterID(uid string) int {
@@ -127,6 +133,13 @@ func (c *Cluster) NodeFiles(ctx context.Context, t *Target) ([]File, error) {
 		return nil, err
 	}
 	out := certs
+	// Namespaced (net.*) sysctls only, so that container hosts never change the machine's kernel; applied at
+	// every boot by systemd-sysctl.
+	out = append(out, File{Path: SysctlFile, Mode: 0o644, Data: []byte("# kubesmith: Kubernetes networking\n" +
+		"net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n")})
+	if !t.Facts.IsContainer() {
+		out = append(out, File{Path: ModulesFile, Mode: 0o644, Data: []byte("# kubesmith\noverlay\nbr_netfilter\n")})
+	}
 	for _, f := range rf {
 		r, err := render.RenderFile(f)
 		if err != nil {
@@ -165,7 +178,7 @@ func (c *Cluster) AddonManifest(name string) ([]byte, error) {
 func Reset(ctx context.Context, t *Target) error {
 	r, err := render.RenderFile(render.ResetScript{
 		Units: render.KubesmithUnits(), PackageUnits: render.PackageUnits(), Binaries: render.InstalledBinaries(),
-		Files: []string{"/etc/kubesmith", "/var/lib/kubesmith", "/etc/crictl.yaml", "/etc/keepalived/keepalived.conf",
+		Files: []string{SysctlFile, ModulesFile, "/etc/kubesmith", "/var/lib/kubesmith", "/etc/crictl.yaml", "/etc/keepalived/keepalived.conf",
 			"/etc/keepalived/kubesmith-check-apiserver.sh"},
 	})
 	if err != nil {

@@ -28,6 +28,9 @@ func Install(ctx context.Context, c *Cluster) error {
 		items = append(items, c.Select.Images()...)
 		ch, err := UploadArtifacts(ctx, c.Bundle, t, items)
 		changed.add(t, ch)
+		if perr := markPending(ctx, t, ch); perr != nil && err == nil {
+			err = perr
+		}
 		return err
 	}); err != nil {
 		return err
@@ -39,6 +42,9 @@ func Install(ctx context.Context, c *Cluster) error {
 		}
 		ch, err := SyncFiles(ctx, t.Runner, files)
 		changed.add(t, ch)
+		if perr := markPending(ctx, t, ch); perr != nil && err == nil {
+			err = perr
+		}
 		if err != nil {
 			return err
 		}
@@ -106,6 +112,9 @@ func Install(ctx context.Context, c *Cluster) error {
 	if err := c.Once(ctx, "nodes-ready", c.waitNodesReady); err != nil {
 		return err
 	}
+	if err := c.Once(ctx, "node-roles", c.labelRoles); err != nil {
+		return err
+	}
 	return c.EachHost(ctx, "record", all, c.recordApplied)
 }
 
@@ -147,23 +156,32 @@ modprobe br_netfilter 2>/dev/null || true
 	return nil
 }
 
-// unitTriggers lists, for each unit, the files whose change requires a restart.
+// unitTriggers lists, for each unit, the files whose change requires a restart. An entry ending in "*" is a
+// prefix; every other entry must match exactly (so that etcdctl does not restart etcd).
 var unitTriggers = map[string][]string{
 	"containerd":              {render.PathContainerdConfig, render.PathContainerdUnit, "/usr/local/bin/containerd", render.RuncPath},
-	"etcd":                    {render.PathEtcdUnit, render.EtcdPKIDir + "/", "/usr/local/bin/etcd"},
-	"kube-apiserver":          {render.PathAPIServerUnit, render.KubernetesDir + "/apiserver/", render.PKIDir + "/apiserver", render.PathCACert, render.PKIDir + "/front-proxy", render.PKIDir + "/sa.", "/usr/local/bin/kube-apiserver"},
-	"kube-controller-manager": {render.PathControllerManagerUnit, render.PathControllerManagerKubeconfig, render.PKIDir + "/ca.", render.PathSAKey, "/usr/local/bin/kube-controller-manager"},
+	"etcd":                    {render.PathEtcdUnit, render.EtcdPKIDir + "/*", "/usr/local/bin/etcd"},
+	"kube-apiserver":          {render.PathAPIServerUnit, render.KubernetesDir + "/apiserver/*", render.PKIDir + "/apiserver*", render.PathCACert, render.PKIDir + "/front-proxy*", render.PKIDir + "/sa.*", "/usr/local/bin/kube-apiserver"},
+	"kube-controller-manager": {render.PathControllerManagerUnit, render.PathControllerManagerKubeconfig, render.PKIDir + "/ca.*", render.PathSAKey, "/usr/local/bin/kube-controller-manager"},
 	"kube-scheduler":          {render.PathSchedulerUnit, render.PathSchedulerKubeconfig, render.PathSchedulerConfig, "/usr/local/bin/kube-scheduler"},
-	"keepalived":              {"/etc/keepalived/", render.PathKeepalivedDropIn},
+	"keepalived":              {"/etc/keepalived/*", render.PathKeepalivedDropIn},
 	"kubelet":                 {render.PathKubeletUnit, render.PathKubeletConfig, render.PathKubeletKubeconfig, render.PathKubeletServingCert, render.PathKubeletServingKey, render.PathCACert, render.PathResolvConf, "/usr/local/bin/kubelet"},
 	"kube-proxy":              {render.PathKubeProxyUnit, render.PathKubeProxyConfig, render.PathKubeProxyKubeconfig, "/usr/local/bin/kube-proxy"},
 	"flanneld":                {render.PathFlanneldUnit, render.PathFlannelNetConf, render.PathFlannelKubeconfig, "/usr/local/bin/flanneld"},
 }
 
+// PendingDir holds one empty file per unit that must be restarted because its files changed. The markers are
+// written right after the files, so a run that fails before the restart still restarts the unit next time.
+const PendingDir = "/var/lib/kubesmith/pending-restart"
+
 func triggered(unit string, changed []string) bool {
 	for _, c := range changed {
 		for _, p := range unitTriggers[unit] {
-			if c == p || strings.HasPrefix(c, p) {
+			if prefix, ok := strings.CutSuffix(p, "*"); ok {
+				if strings.HasPrefix(c, prefix) {
+					return true
+				}
+			} else if c == p {
 				return true
 			}
 		}
@@ -171,8 +189,26 @@ func triggered(unit string, changed []string) bool {
 	return false
 }
 
+// markPending records the units that the changed paths require to restart.
+func markPending(ctx context.Context, t *Target, changed []string) error {
+	var units []string
+	for u := range unitTriggers {
+		if triggered(u, changed) {
+			units = append(units, node.Quote(PendingDir+"/"+u))
+		}
+	}
+	if len(units) == 0 {
+		return nil
+	}
+	slices.Sort(units)
+	if _, err := t.Runner.Run(ctx, "mkdir -p "+PendingDir+" && touch "+strings.Join(units, " ")); err != nil {
+		return fmt.Errorf("recording pending restarts: %w", err)
+	}
+	return nil
+}
+
 func (c *Cluster) startUnit(ctx context.Context, t *Target, unit string, changed []string) error {
-	return EnsureService(ctx, t.Runner, unit, triggered(unit, changed))
+	return EnsureService(ctx, t.Runner, unit, triggered(unit, changed), unit == "etcd", PendingDir+"/"+unit)
 }
 
 // startContainerd starts containerd and imports every bundled image, pinned so that image GC keeps it.
@@ -308,4 +344,14 @@ func (c *Cluster) waitNodesReady(ctx context.Context) error {
 		}
 		return true, nil
 	})
+}
+
+// labelRoles sets the role labels that kubelet may not set on itself.
+func (c *Cluster) labelRoles(ctx context.Context) error {
+	for _, t := range c.Masters {
+		if _, err := c.Kubectl(ctx, "label node "+node.Quote(t.Name)+" node-role.kubernetes.io/control-plane= --overwrite", nil); err != nil {
+			return fmt.Errorf("labelling %s: %w", t.Name, err)
+		}
+	}
+	return nil
 }

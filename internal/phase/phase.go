@@ -161,10 +161,16 @@ type Service struct {
 	Enabled bool
 }
 
-// EnsureService enables the unit and (re)starts it when restart is true or it is not active.
-func EnsureService(ctx context.Context, r node.Runner, unit string, restart bool) error {
-	cmd := fmt.Sprintf("systemctl enable %[1]s >/dev/null 2>&1; if %[2]s || ! systemctl is-active --quiet %[1]s; then systemctl restart %[1]s; fi",
-		node.Quote(unit), boolShell(restart))
+// EnsureService enables the unit and (re)starts it when restart is true, when the pending marker file exists,
+// or when it is not active; the marker is removed once the restart was issued. With noBlock the start is
+// queued and not awaited (etcd members must start together to reach quorum; the caller polls health).
+func EnsureService(ctx context.Context, r node.Runner, unit string, restart, noBlock bool, pendingMarker string) error {
+	flag := ""
+	if noBlock {
+		flag = "--no-block "
+	}
+	cmd := fmt.Sprintf("systemctl enable %[1]s >/dev/null 2>&1; if %[2]s || [ -e %[4]s ] || ! systemctl is-active --quiet %[1]s; then systemctl %[3]srestart %[1]s && rm -f %[4]s; fi",
+		node.Quote(unit), boolShell(restart), flag, node.Quote(pendingMarker))
 	if _, err := r.Run(ctx, cmd); err != nil {
 		logs, _ := r.Run(ctx, "journalctl -u "+node.Quote(unit)+" -n 25 --no-pager 2>&1 | tail -n 25")
 		return fmt.Errorf("starting %s: %w\n%s", unit, err, logs.Stdout)

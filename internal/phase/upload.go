@@ -36,12 +36,14 @@ type Selection struct {
 // pick returns the file for component/name: the given version, or the newest one in the bundle.
 func (s Selection) pick(component, name, version string) (artifacts.File, error) {
 	if version == "" {
-		vs := s.Manifest.Versions(component)
-		if len(vs) == 0 {
-			return artifacts.File{}, fmt.Errorf("the artifact bundle has no %s; run `make artifacts`", component)
+		for _, f := range s.Manifest.Files {
+			if f.Component == component && f.Name == name && f.Arch == s.Arch && (version == "" || versionLess(version, f.Version)) {
+				version = f.Version
+			}
 		}
-		sort.Slice(vs, func(i, j int) bool { return versionLess(vs[i], vs[j]) })
-		version = vs[len(vs)-1]
+		if version == "" {
+			return artifacts.File{}, fmt.Errorf("the artifact bundle has no %s %s for %s; run `make artifacts`", component, name, s.Arch)
+		}
 	}
 	f, ok := s.Manifest.Lookup(component, name, version, s.Arch)
 	if !ok {
@@ -187,17 +189,5 @@ func UploadArtifacts(ctx context.Context, b Fetcher, t *Target, items []Artifact
 	return changed, nil
 }
 
-// versionLess compares dotted versions with an optional v prefix numerically.
-func versionLess(a, b string) bool {
-	pa := strings.Split(strings.TrimPrefix(a, "v"), ".")
-	pb := strings.Split(strings.TrimPrefix(b, "v"), ".")
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		var x, y int
-		fmt.Sscanf(pa[i], "%d", &x)
-		fmt.Sscanf(pb[i], "%d", &y)
-		if x != y {
-			return x < y
-		}
-	}
-	return len(pa) < len(pb)
-}
+// versionLess orders versions as the bundle does (numerically, a release after its pre-releases).
+func versionLess(a, b string) bool { return artifacts.CompareVersions(a, b) < 0 }

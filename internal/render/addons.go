@@ -1,6 +1,7 @@
 package render
 
 import (
+	"encoding/base64"
 	"strconv"
 	"strings"
 
@@ -83,10 +84,23 @@ func (RBACAddon) Target() Target {
 }
 
 // CELBootstrapGroups is BootstrapGroups as a CEL list literal.
-func (a RBACAddon) CELBootstrapGroups() string {
-	quoted := make([]string, 0, len(a.BootstrapGroups))
+func (a RBACAddon) CELBootstrapGroups() string { return celList(a.BootstrapGroups) }
+
+// CELBootstrapGroupsBase64 is BootstrapGroups, each base64-encoded, as a CEL list literal. Admission policies see
+// a Secret's data values as base64 strings (CEL has no base64 decoder in Kubernetes), so a token's
+// auth-extra-groups is compared in that form: a token kubesmith creates carries exactly one group.
+func (a RBACAddon) CELBootstrapGroupsBase64() string {
+	enc := make([]string, 0, len(a.BootstrapGroups))
 	for _, g := range a.BootstrapGroups {
-		quoted = append(quoted, "'"+g+"'")
+		enc = append(enc, base64.StdEncoding.EncodeToString([]byte(g)))
+	}
+	return celList(enc)
+}
+
+func celList(items []string) string {
+	quoted := make([]string, 0, len(items))
+	for _, s := range items {
+		quoted = append(quoted, "'"+s+"'")
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
 }

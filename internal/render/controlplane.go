@@ -3,7 +3,6 @@ package render
 import (
 	"encoding/base64"
 	"net"
-	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -323,7 +322,7 @@ func (u ControllerManagerUnit) Validate() error {
 		if u.NodeCIDRMaskSize <= pods.Bits() || u.NodeCIDRMaskSize > pods.Addr().BitLen() || u.NodeCIDRMaskSize-pods.Bits() > 16 {
 			e.addf("NodeCIDRMaskSize %d must be longer than the ClusterCIDR prefix /%d by 1 to 16 bits", u.NodeCIDRMaskSize, pods.Bits())
 		}
-		if svc.IsValid() && overlaps(pods, svc) {
+		if svc.IsValid() && pods.Overlaps(svc) {
 			e.addf("ClusterCIDR %s overlaps ServiceCIDR %s", pods, svc)
 		}
 	}
@@ -360,8 +359,6 @@ func (c SchedulerConfig) Validate() error {
 	c.LeaderElection.validate(&e)
 	return e.join("kube-scheduler config")
 }
-
-func overlaps(a, b netip.Prefix) bool { return a.Overlaps(b) }
 
 func port(e *errs, field string, p int) {
 	if p < 1 || p > 65535 {

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"flag"
 	"os"
@@ -256,5 +257,60 @@ func TestScriptsParse(t *testing.T) {
 		} else {
 			t.Logf("shellcheck not installed; %s only syntax-checked", name)
 		}
+	}
+}
+
+// TestUnitsVerifyWithSystemd runs `systemd-analyze verify` on the rendered units and the keepalived drop-in, in
+// a scratch root that holds this machine's system units and stand-ins for the binaries.
+func TestUnitsVerifyWithSystemd(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("no systemd-analyze")
+	}
+	if _, err := os.Stat("/lib/systemd/system/sysinit.target"); err != nil {
+		t.Skip("no system units to verify against")
+	}
+	root := t.TempDir()
+	if out, err := exec.Command("cp", "-a", "/lib/systemd/system", filepath.Join(root, "lib-systemd-system")).CombinedOutput(); err != nil {
+		t.Fatalf("copy system units: %v %s", err, out)
+	}
+	mustWrite := func(p string, data []byte, mode os.FileMode) {
+		t.Helper()
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, data, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "lib/systemd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(root, "lib-systemd-system"), filepath.Join(root, "lib/systemd/system")); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range append(InstalledBinaries(), "/sbin/modprobe") {
+		mustWrite(b, []byte("#!/bin/sh\n"), 0o755)
+	}
+	// A stand-in for Debian's keepalived.service, which the drop-in extends.
+	mustWrite("/lib/systemd/system/keepalived.service", []byte("[Unit]\nDescription=keepalived\n[Service]\nExecStart=/usr/local/bin/etcd\n"), 0o644)
+	rendered := renderAll(t)
+	var units []string
+	for _, name := range []string{"etcd-m1.service", "kube-apiserver-m1.service", "kube-controller-manager.service",
+		"kube-scheduler.service", "containerd.service", "kubelet-w1-bootstrap.service", "kube-proxy.service",
+		"flanneld-m1.service", "keepalived-dropin.conf"} {
+		r := rendered[name]
+		mustWrite(r.Path, r.Data, r.Mode)
+		if strings.HasSuffix(r.Path, ".service") {
+			units = append(units, r.Path)
+		}
+	}
+	units = append(units, "/lib/systemd/system/keepalived.service")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, analyze, append([]string{"verify", "--man=no", "--root=" + root}, units...)...).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }

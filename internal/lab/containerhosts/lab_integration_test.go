@@ -203,6 +203,13 @@ func TestLabHosts(t *testing.T) {
 	if got := ssh(n1, "hostname; test -e /tmp/x.sh || echo tmp-clean"); got != "itest-1\ntmp-clean" {
 		t.Errorf("after restart: %q", got)
 	}
+	s5, err := l.Snapshot(ctx, n1.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Diff(s1, s5); d != nil {
+		t.Errorf("a restart changes the snapshot:\n%s", strings.Join(d, "\n"))
+	}
 	timed("stop 1 node", func() error { return l.Stop(ctx, n1.Name) })
 	if n, err := l.Node(ctx, n1.Name); err != nil || n.Running {
 		t.Errorf("after stop: %+v %v", n, err)

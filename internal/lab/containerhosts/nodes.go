@@ -221,7 +221,17 @@ func (l *Lab) Up(ctx context.Context, spec Spec) ([]Node, error) {
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	// The first failure cancels the other nodes; report their "context canceled" only if nothing else failed.
+	var real []error
+	for _, e := range errs {
+		if e != nil && !(errors.Is(e, context.Canceled) && ctx.Err() == nil) {
+			real = append(real, e)
+		}
+	}
+	if len(real) == 0 {
+		real = errs
+	}
+	if err := errors.Join(real...); err != nil {
 		cleanup, stop := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer stop()
 		if derr := l.Down(cleanup, spec.Prefix); derr != nil {

@@ -31,7 +31,9 @@ import (
 //   - nft: `nft list ruleset` flattened to "table … / chain … / rule", without counter values and set-element
 //     expiry times.
 //
-// In iptables, ip6tables and nft, a table with nothing in it (only built-in chains with policy ACCEPT, no
+// In iptables, ip6tables and nft, the ports of docker's embedded-DNS rules (DOCKER_OUTPUT and
+// DOCKER_POSTROUTING for 127.0.0.11, new random ports at every container start) read "<port>"; and a table
+// with nothing in it (only built-in chains with policy ACCEPT, no
 // rules, no user chains or sets) is left out: iptables-nft creates such tables on first use, even for a
 // read-only `iptables -L`, and they filter nothing.
 type Snapshot struct {
@@ -101,9 +103,9 @@ func parseSnapshot(node, raw string) Snapshot {
 		case "links", "addrs":
 			out = normIPOneline(lines)
 		case "iptables", "ip6tables":
-			out = normIptablesSave(lines)
+			out = normDockerDNSPorts(normIptablesSave(lines))
 		case "nft":
-			out = normNft(lines)
+			out = normDockerDNSPorts(normNft(lines))
 		default:
 			out = trimmedNonEmpty(lines)
 		}
@@ -259,6 +261,18 @@ func normIptablesSave(lines []string) []string {
 	}
 	flush()
 	return out
+}
+
+// normDockerDNSPorts replaces the random ports in the NAT rules docker sets up in every container for its
+// embedded DNS server at 127.0.0.11.
+func normDockerDNSPorts(lines []string) []string {
+	port := regexp.MustCompile(`(127\.0\.0\.11:|sport )\d+\b`)
+	for i, l := range lines {
+		if strings.Contains(l, "127.0.0.11") {
+			lines[i] = port.ReplaceAllString(l, "${1}<port>")
+		}
+	}
+	return lines
 }
 
 // normNft flattens `nft list ruleset` into "block / block / line" entries without counter values and

@@ -97,6 +97,28 @@ COMMIT
 	}
 }
 
+func TestDockerDNSPortsNormalised(t *testing.T) {
+	raw := func(p1, p2 string) string {
+		return "@@@ iptables\n*nat\n:DOCKER_OUTPUT - [0:0]\n" +
+			"-A DOCKER_OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:" + p1 + "\n" +
+			"-A DOCKER_POSTROUTING -s 127.0.0.11/32 -p udp -m udp --sport " + p1 + " -j SNAT --to-source :53\nCOMMIT\n" +
+			"@@@ nft\ntable ip nat {\n\tchain DOCKER_OUTPUT {\n\t\tip daddr 127.0.0.11 tcp dport 53 counter packets 0 bytes 0 dnat to 127.0.0.11:" + p2 + "\n" +
+			"\t\tip saddr 127.0.0.11 tcp sport " + p2 + " counter packets 0 bytes 0 snat to :53\n\t}\n}\n"
+	}
+	a, b := parseSnapshot("n", raw("46343", "60802")), parseSnapshot("n", raw("42859", "44509"))
+	if d := Diff(a, b); d != nil {
+		t.Fatalf("docker DNS ports not normalised:\n%s", strings.Join(d, "\n"))
+	}
+	if got := a.Sections["iptables"]; !slices.Contains(got, "nat -A DOCKER_OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:<port>") {
+		t.Fatalf("iptables: %q", got)
+	}
+	// Other ports stay.
+	c := parseSnapshot("n", strings.ReplaceAll(raw("1234", "2345"), "127.0.0.11", "10.0.0.1"))
+	if got := strings.Join(append(c.Sections["iptables"], c.Sections["nft"]...), "\n"); strings.Contains(got, "<port>") || !strings.Contains(got, "10.0.0.1:1234") {
+		t.Fatalf("ports of other rules replaced:\n%s", got)
+	}
+}
+
 func TestNormNft(t *testing.T) {
 	ruleset := `table ip filter {
 	chain INPUT {

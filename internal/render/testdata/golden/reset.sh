@@ -25,7 +25,7 @@ EXTRA_FILES='/etc/sysctl.d/99-kubesmith.conf /etc/modules-load.d/kubesmith.conf'
 # Removed entirely (or emptied when a mount point).
 STATE_DIRS='/etc/kubernetes /var/lib/etcd /var/lib/kubelet /var/lib/containerd /run/containerd /opt/containerd /etc/cni /opt/cni /var/lib/cni /run/flannel /var/log/pods /var/log/containers'
 STATE_FILES='/etc/crictl.yaml /etc/keepalived/keepalived.conf /etc/keepalived/kubesmith-check-apiserver.sh /etc/kubesmith/cluster-uid'
-# Mounts below these are kubelet's and containerd's.
+# Mounts below these are kubelet's and containerd's (checked at the end).
 MOUNT_ROOTS='/var/lib/kubelet /var/lib/containerd /run/containerd'
 CHAIN_RE='^(KUBE-|FLANNEL|CNI-)'
 NFT_TABLES='ip:kube-proxy ip6:kube-proxy ip:flannel-ipv4 ip6:flannel-ipv6'
@@ -60,14 +60,31 @@ mounted_below() { mount_targets | awk -v p="$1/" 'index($0, p) == 1 { found = 1 
 # is_mount_point DIR succeeds if DIR itself is a mount point.
 is_mount_point() { mount_targets | awk -v p="$1" '$0 == p { found = 1 } END { exit !found }'; }
 
-# unmount_below DIR unmounts everything strictly below DIR, deepest first, and DIR itself only when it is a bind
-# mount of itself (kubelet bind-mounts its root directory onto itself). Stacked mounts need several passes.
+# is_self_bind DIR succeeds if DIR is a bind mount of itself, as kubelet makes of its root directory: same device
+# as the mount that contains DIR, and the same place in that filesystem. A dedicated filesystem or a volume
+# mounted at DIR (a container host's /var/lib/containerd) is not.
+is_self_bind() {
+	awk -v p="$1" '
+		$5 == p { self_root = $4; self_dev = $3; next }
+		($5 == "/" || index(p, $5 "/") == 1) && length($5) > best { best = length($5); proot = $4; pdev = $3; pmp = $5 }
+		END {
+			if (self_root == "" || self_dev != pdev) exit 1
+			rel = (pmp == "/") ? p : substr(p, length(pmp) + 1)
+			want = (proot == "/") ? rel : proot rel
+			exit !(self_root == want)
+		}' /proc/self/mountinfo
+}
+
+# unmount_below DIR [self] unmounts everything strictly below DIR, deepest first; with "self", DIR too when it is
+# a bind mount of itself. Stacked mounts need several passes.
 unmount_below() {
 	for _pass in 1 2 3 4 5; do
 		targets=$(mount_targets | awk -v p="$1/" 'index($0, p) == 1' | sort -r)
-		self=$(awk -v p="$1" '$5 == p && $4 == p { print $5 }' /proc/self/mountinfo | head -n 1)
-		[ -z "$targets" ] && [ -z "$self" ] && return 0
-		for t in $targets $self; do
+		if [ "${2:-}" = self ] && is_self_bind "$1"; then
+			targets="$targets $1"
+		fi
+		[ -z "$(printf '%s' "$targets" | tr -d ' ')" ] && return 0
+		for t in $targets; do
 			if umount "$t" 2>/dev/null || umount -l "$t" 2>/dev/null; then log "unmounted $t"; fi
 		done
 	done
@@ -130,9 +147,9 @@ for d in /proc/[0-9]*; do
 done
 
 # 5. Mounts: kubelet volumes, container root filesystems and shm, pod network namespaces.
-for root in $MOUNT_ROOTS; do
-	unmount_below "$root"
-done
+unmount_below /var/lib/kubelet self
+unmount_below /var/lib/containerd
+unmount_below /run/containerd
 for ns in /run/netns/cni-*; do
 	[ -e "$ns" ] || continue
 	if is_mount_point "$ns"; then

@@ -1,0 +1,30 @@
+output "api_endpoint" {
+  description = "The API URL, through the VIP."
+  value       = kubesmith_cluster.this.api_endpoint
+}
+
+output "ca_certificate" {
+  description = "The cluster CA certificate (PEM)."
+  value       = kubesmith_cluster.this.ca_certificate
+}
+
+output "nodes" {
+  description = "Every node with its address, role and readiness."
+  value       = kubesmith_cluster.this.nodes
+}
+
+output "kubeconfig_path" {
+  description = "Where the admin kubeconfig was written, if anywhere."
+  value       = var.kubeconfig_path
+}
+
+output "join" {
+  description = "Non-secret join information for kubesmith_nodepool and kubesmith_loadbalancer."
+  value       = kubesmith_cluster.this.join
+}
+
+output "pool_credentials" {
+  description = "Restricted credentials for node pools and load balancers (not cluster-admin)."
+  value       = kubesmith_cluster.this.pool_credentials
+  sensitive   = true
+}
