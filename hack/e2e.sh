@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; shift || true
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+go build -tags libvirt_dlopen -ldflags "-s -w -X main.version=${VERSION:-0.1.0}" -o bin/terraform-provider-kubesmith .
 TF_CLI_CONFIG_FILE=$(hack/install-provider.sh bin/terraform-provider-kubesmith "${VERSION:-0.1.0}")
 export TF_CLI_CONFIG_FILE
 KUBESMITH_TF=$(hack/terraform.sh)

@@ -328,39 +328,63 @@ func TestAccCluster_validation(t *testing.T) {
 		want string
 	}
 	cases := []tc{
-		{"two masters", func(c *clusterConfig) { c.Hosts = c.Hosts[:2] },
-			`(?s)Unsupported number of masters.*Got 2 masters`},
-		{"overlapping CIDRs", func(c *clusterConfig) { c.PodCIDR = "10.96.0.0/16" },
-			`(?s)Overlapping networks.*service_cidr \(10.96.0.0/12\) overlaps pod_cidr`},
-		{"VIP outside node network", func(c *clusterConfig) { c.VIP = "10.1.1.1" },
-			`(?s)API VIP outside the node network.*api_vip\s+= "10.1.1.1"`},
-		{"VIP equals a node address", func(c *clusterConfig) { c.VIP = "172.30.0.12" },
-			`(?s)API VIP equals a node address.*api_vip\s+= "172.30.0.12".*control_plane.hosts\[1\]`},
-		{"unknown version", func(c *clusterConfig) { c.Version = "1.36.3" },
-			`(?s)Kubernetes version not in the artifact bundle.*kubernetes_version = "1.36.3".*v1.36.3 is not in the bundle`},
-		{"duplicate addresses", func(c *clusterConfig) { c.Hosts[2].Address = `"172.30.0.11"` },
-			`(?s)Duplicate address.*also the address of control_plane.hosts\[0\]`},
-		{"missing SSH key", func(c *clusterConfig) { c.ProviderSSH = "" },
-			`(?s)Missing SSH key.*No SSH credentials.*provider "kubesmith" block`},
-		{"missing host key", func(c *clusterConfig) { c.Hosts[0].Key = "" },
-			`(?s)Missing host key.*known_hosts_path`},
-		{"malformed host key", func(c *clusterConfig) { c.Hosts[1].Key = "ssh-ed25519 notbase64" },
-			`(?s)Malformed host key.*does not parse`},
+		{
+			"two masters", func(c *clusterConfig) { c.Hosts = c.Hosts[:2] },
+			`(?s)Unsupported number of masters.*Got 2 masters`,
+		},
+		{
+			"overlapping CIDRs", func(c *clusterConfig) { c.PodCIDR = "10.96.0.0/16" },
+			`(?s)Overlapping networks.*service_cidr \(10.96.0.0/12\) overlaps pod_cidr`,
+		},
+		{
+			"VIP outside node network", func(c *clusterConfig) { c.VIP = "10.1.1.1" },
+			`(?s)API VIP outside the node network.*api_vip\s+= "10.1.1.1"`,
+		},
+		{
+			"VIP equals a node address", func(c *clusterConfig) { c.VIP = "172.30.0.12" },
+			`(?s)API VIP equals a node address.*api_vip\s+= "172.30.0.12".*control_plane.hosts\[1\]`,
+		},
+		{
+			"unknown version", func(c *clusterConfig) { c.Version = "1.36.3" },
+			`(?s)Kubernetes version not in the artifact bundle.*kubernetes_version = "1.36.3".*v1.36.3 is not in the bundle`,
+		},
+		{
+			"duplicate addresses", func(c *clusterConfig) { c.Hosts[2].Address = `"172.30.0.11"` },
+			`(?s)Duplicate address.*also the address of control_plane.hosts\[0\]`,
+		},
+		{
+			"missing SSH key", func(c *clusterConfig) { c.ProviderSSH = "" },
+			`(?s)Missing SSH key.*No SSH credentials.*provider "kubesmith" block`,
+		},
+		{
+			"missing host key", func(c *clusterConfig) { c.Hosts[0].Key = "" },
+			`(?s)Missing host key.*known_hosts_path`,
+		},
+		{
+			"malformed host key", func(c *clusterConfig) { c.Hosts[1].Key = "ssh-ed25519 notbase64" },
+			`(?s)Malformed host key.*does not parse`,
+		},
 		{"libvirt reserved", func(c *clusterConfig) {
 			c.ControlPlane = `{ libvirt = { count = 1, network = "kubesmith", addresses = ["172.30.0.11"] } }`
 		}, `(?s)libvirt machines are not supported yet in this build`},
-		{"neither hosts nor libvirt", func(c *clusterConfig) { c.ControlPlane = "{}" },
-			`(?s)Invalid Attribute Combination.*control_plane needs exactly one of hosts or libvirt; 0 are set`},
+		{
+			"neither hosts nor libvirt", func(c *clusterConfig) { c.ControlPlane = "{}" },
+			`(?s)Invalid Attribute Combination.*control_plane needs exactly one of hosts or libvirt; 0 are set`,
+		},
 		{"both hosts and libvirt", func(c *clusterConfig) {
 			c.ControlPlane = `{
     hosts   = [{ name = "m1", address = "172.30.0.11", host_public_key = "` + testHostKey + `" }]
     libvirt = { count = 1, network = "kubesmith", addresses = ["172.30.0.11"] }
   }`
 		}, `(?s)Invalid Attribute Combination.*control_plane needs exactly one of hosts or libvirt; 2 are set`},
-		{"bad tuning duration", func(c *clusterConfig) { c.Extra = `tuning = { retry_period = "soon" }` },
-			`(?s)Invalid Duration.*"soon"`},
-		{"bad kube-proxy mode", func(c *clusterConfig) { c.Extra = `kube_proxy_mode = "ipvs"` },
-			`(?s)kube_proxy_mode.*value must be one of`},
+		{
+			"bad tuning duration", func(c *clusterConfig) { c.Extra = `tuning = { retry_period = "soon" }` },
+			`(?s)Invalid Duration.*"soon"`,
+		},
+		{
+			"bad kube-proxy mode", func(c *clusterConfig) { c.Extra = `kube_proxy_mode = "ipvs"` },
+			`(?s)kube_proxy_mode.*value must be one of`,
+		},
 	}
 	steps := make([]resource.TestStep, 0, len(cases)+2)
 	for _, c := range cases {

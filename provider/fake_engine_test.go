@@ -13,8 +13,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +48,9 @@ type fakeEngine struct {
 	resumes     int // ApplyCluster calls with a prior state whose install had not finished
 	deletes     int
 	lastValid   time.Duration
+	pools       map[string]*fakePool
+	poolApplies int
+	poolEvents  []string
 }
 
 type fakeCluster struct {
@@ -60,6 +65,7 @@ func newFakeEngine() *fakeEngine {
 		versions: []string{"v1.37.2", "v1.38.0"},
 		hosts:    map[string]*fakeHost{},
 		clusters: map[string]fakeCluster{},
+		pools:    map[string]*fakePool{},
 	}
 }
 
@@ -399,4 +405,150 @@ func caFingerprint(pemCert string) string {
 	}
 	sum := sha256.Sum256(block.Bytes)
 	return hex.EncodeToString(sum[:])
+}
+
+// Node pools.
+
+// fakePool is what the fake engine remembers about one node pool.
+type fakePool struct {
+	spec   engine.NodePoolSpec
+	labels map[string]map[string]string // node -> labels on its Node object
+}
+
+func poolKey(uid, name string) string { return uid + "/" + name }
+
+func (f *fakeEngine) ValidateNodePool(_ context.Context, spec engine.NodePoolSpec) []engine.FieldError {
+	return engine.ValidateNodePoolSpec(spec, f.versions)
+}
+
+// DesiredNodePoolHash is the real engine's, which reads nothing from hosts.
+func (f *fakeEngine) DesiredNodePoolHash(spec engine.NodePoolSpec) (string, error) {
+	return engine.New(engine.Options{}).DesiredNodePoolHash(spec)
+}
+
+func (f *fakeEngine) ApplyNodePool(_ context.Context, spec engine.NodePoolSpec, prior *engine.NodePoolState, progress engine.Progress) (engine.NodePoolState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.poolApplies++
+	hash, err := f.DesiredNodePoolHash(spec)
+	if err != nil {
+		return engine.NodePoolState{}, err
+	}
+	key := poolKey(spec.Cluster.ClusterUID, spec.Name)
+	p, ok := f.pools[key]
+	if !ok {
+		p = &fakePool{labels: map[string]map[string]string{}}
+		f.pools[key] = p
+	}
+	if prior != nil {
+		for _, h := range prior.Hosts {
+			if !slices.ContainsFunc(spec.Hosts, func(s engine.Host) bool { return s.Name == h.Name }) {
+				delete(f.hosts, h.Address)
+				delete(p.labels, h.Name)
+				f.poolEvents = append(f.poolEvents, "remove "+h.Name)
+			}
+		}
+	}
+	for _, h := range spec.Hosts {
+		if fh, ok := f.hosts[h.Address]; ok && fh.uid != spec.Cluster.ClusterUID {
+			return engine.NodePoolState{}, fmt.Errorf("host %s belongs to cluster %s", h.Name, fh.uid)
+		}
+		if fh, ok := f.hosts[h.Address]; !ok || fh.configHash != "worker" {
+			f.hosts[h.Address] = &fakeHost{name: h.Name, uid: spec.Cluster.ClusterUID, configHash: "worker", running: true, version: spec.Cluster.KubernetesVersion}
+			f.poolEvents = append(f.poolEvents, "join "+h.Name)
+			if progress != nil {
+				progress(engine.Event{Phase: "join-worker", Host: h.Name, Done: true})
+			}
+		}
+		p.labels[h.Name] = maps.Clone(spec.Labels)
+	}
+	p.spec = spec
+	return f.observePoolLocked(spec, hash), nil
+}
+
+// observePoolLocked reports a pool as Read sees it.
+func (f *fakeEngine) observePoolLocked(spec engine.NodePoolSpec, desired string) engine.NodePoolState {
+	st := engine.NodePoolState{ClusterUID: spec.Cluster.ClusterUID, Hosts: spec.Hosts, ConfigHash: desired}
+	p := f.pools[poolKey(spec.Cluster.ClusterUID, spec.Name)]
+	for _, h := range spec.Hosts {
+		st.Addresses = append(st.Addresses, h.Address)
+		fh, ok := f.hosts[h.Address]
+		n := engine.NodeStatus{Name: h.Name, Address: h.Address, Role: "worker", Reachable: true}
+		switch {
+		case !ok || fh.uid != spec.Cluster.ClusterUID:
+			n.ConfigHash = "not-installed"
+		default:
+			n.Ready, n.KubeletVersion, n.ConfigHash = fh.running, fh.version, fh.configHash
+		}
+		labelsOK := p != nil && (maps.Equal(p.labels[h.Name], spec.Labels) || len(p.labels[h.Name])+len(spec.Labels) == 0)
+		if n.ConfigHash != "worker" || !labelsOK {
+			if !strings.HasPrefix(st.ConfigHash, "drift:") {
+				st.ConfigHash = "drift:" + h.Name
+			}
+		}
+		st.Nodes = append(st.Nodes, n)
+	}
+	return st
+}
+
+func (f *fakeEngine) ReadNodePool(_ context.Context, spec engine.NodePoolSpec, state engine.NodePoolState) (engine.NodePoolReadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	found := false
+	for _, h := range spec.Hosts {
+		if fh, ok := f.hosts[h.Address]; ok && fh.uid == spec.Cluster.ClusterUID {
+			found = true
+		}
+	}
+	if !found {
+		return engine.NodePoolReadResult{Gone: true}, nil
+	}
+	hash, err := f.DesiredNodePoolHash(spec)
+	if err != nil {
+		return engine.NodePoolReadResult{}, err
+	}
+	return engine.NodePoolReadResult{State: f.observePoolLocked(spec, hash)}, nil
+}
+
+func (f *fakeEngine) DeleteNodePool(_ context.Context, spec engine.NodePoolSpec, state engine.NodePoolState, _ engine.Progress) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, h := range state.Hosts {
+		delete(f.hosts, h.Address)
+		f.poolEvents = append(f.poolEvents, "remove "+h.Name)
+	}
+	delete(f.pools, poolKey(spec.Cluster.ClusterUID, spec.Name))
+	return nil
+}
+
+func (f *fakeEngine) ImportNodePool(_ context.Context, _ engine.SSH, _ engine.Artifacts, address, _ string) (engine.NodePoolSpec, engine.NodePoolState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.pools {
+		for _, h := range p.spec.Hosts {
+			if h.Address == address {
+				spec := p.spec
+				spec.SSH, spec.Artifacts, spec.Credentials = engine.SSH{}, engine.Artifacts{}, engine.PoolCredentials{}
+				hash, err := f.DesiredNodePoolHash(p.spec)
+				if err != nil {
+					return spec, engine.NodePoolState{}, err
+				}
+				return spec, f.observePoolLocked(p.spec, hash), nil
+			}
+		}
+	}
+	return engine.NodePoolSpec{}, engine.NodePoolState{}, fmt.Errorf("no kubesmith worker at %s", address)
+}
+
+// relabelOutOfBand changes a Node's labels behind kubesmith's back.
+func (f *fakeEngine) relabelOutOfBand(uid, pool, nodeName string, labels map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pools[poolKey(uid, pool)].labels[nodeName] = labels
+}
+
+func (f *fakeEngine) poolLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.poolEvents)
 }

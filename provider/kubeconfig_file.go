@@ -21,13 +21,13 @@ func writeKubeconfigFile(path string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("create kubeconfig: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	defer func() { _ = os.Remove(tmp.Name()) }() // no-op after a successful rename
 	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write already failed; that error is reported
 		return fmt.Errorf("restrict kubeconfig permissions: %w", err)
 	}
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write already failed; that error is reported
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
 	if err := tmp.Close(); err != nil {

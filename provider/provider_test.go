@@ -21,10 +21,10 @@ import (
 // name in full (registry.terraform.io/kubesmith/kubesmith), so that the same tests run under OpenTofu.
 func TestMain(m *testing.M) {
 	if os.Getenv("TF_ACC_PROVIDER_NAMESPACE") == "" {
-		os.Setenv("TF_ACC_PROVIDER_NAMESPACE", "kubesmith")
+		_ = os.Setenv("TF_ACC_PROVIDER_NAMESPACE", "kubesmith")
 	}
 	if os.Getenv("TF_ACC_PROVIDER_HOST") == "" {
-		os.Setenv("TF_ACC_PROVIDER_HOST", "registry.terraform.io")
+		_ = os.Setenv("TF_ACC_PROVIDER_HOST", "registry.terraform.io")
 	}
 	os.Exit(m.Run())
 }

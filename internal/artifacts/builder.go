@@ -215,9 +215,14 @@ func (b *Builder) newRun() (*run, error) {
 	if w == nil {
 		w = io.Discard
 	}
-	return &run{b: b, cacheDir: cache, bundleDir: bundle, versions: v, arch: runtime.GOARCH, heartbeat: hb,
+	if err := os.MkdirAll(cache, 0o755); err != nil { // the working directory of the go, gcc and apt commands
+		return nil, fmt.Errorf("artifacts: %w", err)
+	}
+	return &run{
+		b: b, cacheDir: cache, bundleDir: bundle, versions: v, arch: runtime.GOARCH, heartbeat: hb,
 		out: &progress{w: w, start: time.Now()}, hashes: newHashCache(filepath.Join(cache, HashCacheName), nil),
-		modInfo: map[string]moduleInfo{}}, nil
+		modInfo: map[string]moduleInfo{},
+	}, nil
 }
 
 // BundleDirPath returns the directory Build assembles the bundle in.
@@ -389,10 +394,14 @@ func (r *run) runUnit(ctx context.Context, u *unit) {
 			return
 		}
 	}
-	if err := ctx.Err(); err != nil {
+	unlock, err := lockDir(ctx, u.dir, time.Second, func() {
+		r.out.line(u.name(), u.version, "waiting for another ksartifacts that builds it")
+	})
+	if err != nil {
 		u.err = err
 		return
 	}
+	defer unlock()
 	key, err := u.key(ctx)
 	if err != nil {
 		u.err = err
@@ -428,7 +437,7 @@ func (r *run) buildUnit(ctx context.Context, u *unit, key string) ([]string, err
 	if err != nil {
 		return nil, fmt.Errorf("build log: %w", err)
 	}
-	defer log.Close()
+	defer func() { _ = log.Close() }()
 	stop := r.heartbeatFor(ctx, u)
 	outs, err := u.build(ctx, log)
 	stop()
@@ -510,7 +519,7 @@ func (p *progress) line(component, version, format string, args ...any) {
 	if version != "" {
 		name += " " + version
 	}
-	fmt.Fprintf(p.w, "[%02d:%02d] %s: %s\n", int(el.Minutes()), int(el.Seconds())%60, name, fmt.Sprintf(format, args...))
+	_, _ = fmt.Fprintf(p.w, "[%02d:%02d] %s: %s\n", int(el.Minutes()), int(el.Seconds())%60, name, fmt.Sprintf(format, args...))
 }
 
 // keyOf hashes build inputs.
@@ -550,7 +559,7 @@ func (r *run) env(cgo bool, extra ...string) []string {
 
 // command runs a command with its output going to log.
 func command(ctx context.Context, log io.Writer, dir string, env []string, name string, args ...string) error {
-	fmt.Fprintf(log, "$ cd %s && %s %s\n", dir, name, strings.Join(args, " "))
+	_, _ = fmt.Fprintf(log, "$ cd %s && %s %s\n", dir, name, strings.Join(args, " "))
 	c := exec.CommandContext(ctx, name, args...)
 	c.Dir, c.Env, c.Stdout, c.Stderr = dir, env, log, log
 	killGroupOnCancel(c)
@@ -647,6 +656,13 @@ func (r *run) module(ctx context.Context, mod, version string) (moduleInfo, erro
 // assemble links every output into the bundle, hashes them (through the (size, mtime) cache), writes the manifest
 // if it changed and prunes files of earlier builds.
 func (r *run) assemble(ctx context.Context, units []*unit) (*Manifest, error) {
+	unlock, err := lockDir(ctx, r.bundleDir, time.Second, func() {
+		r.out.line("bundle", "", "waiting for another ksartifacts that assembles %s", r.bundleDir)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("artifacts: %w", err)
+	}
+	defer unlock()
 	m := &Manifest{Schema: SchemaVersion, Files: []File{}}
 	for _, u := range units {
 		for _, o := range u.outputs {
@@ -718,12 +734,12 @@ func linkOrCopy(src, dst string) error {
 	}
 	if err := os.Link(src, tmp); err != nil {
 		if err := copyFile(src, tmp, si); err != nil {
-			os.Remove(tmp)
+			_ = os.Remove(tmp)
 			return err
 		}
 	}
 	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp)
 		return err
 	}
 	return nil
@@ -734,13 +750,13 @@ func copyFile(src, dst string, si fs.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, si.Mode().Perm())
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+		_ = out.Close()
 		return err
 	}
 	if err := out.Close(); err != nil {
@@ -786,7 +802,7 @@ func pruneBundle(dir string, m *Manifest) (int, error) {
 			return removed, fmt.Errorf("artifacts: prune bundle: %w", err)
 		}
 		for i := len(dirs) - 1; i >= 0; i-- {
-			os.Remove(dirs[i]) // fails, harmlessly, unless empty
+			_ = os.Remove(dirs[i]) // fails, harmlessly, unless empty
 		}
 	}
 	return removed, nil
@@ -795,8 +811,10 @@ func pruneBundle(dir string, m *Manifest) (int, error) {
 // binaryEntry maps an output name to its manifest entry as a binary or tool.
 func binaryEntry(component, version, goarch, kind string) func(string) (File, bool) {
 	return func(name string) (File, bool) {
-		return File{Path: BinaryPath("linux", goarch, component, version, name), Component: component, Name: name,
-			Version: version, OS: "linux", Arch: goarch, Kind: kind}, true
+		return File{
+			Path: BinaryPath("linux", goarch, component, version, name), Component: component, Name: name,
+			Version: version, OS: "linux", Arch: goarch, Kind: kind,
+		}, true
 	}
 }
 

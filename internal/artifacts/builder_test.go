@@ -56,12 +56,14 @@ type fakeUnit struct {
 }
 
 func (f *fakeUnit) unit(t *testing.T, r *run, name string) *unit {
-	u := &unit{component: name, version: "v1", dir: r.unitDir(name + "-v1"), names: []string{name},
-		entry: binaryEntry(name, "v1", r.arch, KindBinary)}
+	u := &unit{
+		component: name, version: "v1", dir: r.unitDir(name + "-v1"), names: []string{name},
+		entry: binaryEntry(name, "v1", r.arch, KindBinary),
+	}
 	u.key = func(context.Context) (string, error) { return f.key, nil }
 	u.build = func(ctx context.Context, log io.Writer) ([]string, error) {
 		f.builds++
-		io.WriteString(log, "compiling "+name+"\n")
+		_, _ = io.WriteString(log, "compiling "+name+"\n")
 		if f.fail != nil {
 			return nil, f.fail
 		}
@@ -223,9 +225,11 @@ func TestBuildWithEverythingSkipped(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("bundles are built on Linux")
 	}
-	skip := []string{ComponentKubernetes, ComponentEtcd, ComponentContainerd, ComponentRunc, ComponentCNIPlugins,
+	skip := []string{
+		ComponentKubernetes, ComponentEtcd, ComponentContainerd, ComponentRunc, ComponentCNIPlugins,
 		ComponentCNIFlannel, ComponentCrictl, ComponentFlannel, ComponentCoreDNS, ComponentMetalLB, ComponentTraefik,
-		ComponentMetricsServer, ComponentPause, ComponentEcho, "debs"}
+		ComponentMetricsServer, ComponentPause, ComponentEcho, "debs",
+	}
 	var out bytes.Buffer
 	b := &Builder{CacheDir: t.TempDir(), Skip: skip, Progress: &out}
 	m, err := b.Build(context.Background())
@@ -259,10 +263,12 @@ func TestUnitsCoverTheBundle(t *testing.T) {
 			t.Errorf("%s %s is incomplete", u.component, u.version)
 		}
 	}
-	for _, dir := range []string{"kubernetes-v1.37.2", "etcd-v3.7.3", "containerd-v2.4.2", "runc-v1.5.2", "cni-plugins-v1.9.1",
+	for _, dir := range []string{
+		"kubernetes-v1.37.2", "etcd-v3.7.3", "containerd-v2.4.2", "runc-v1.5.2", "cni-plugins-v1.9.1",
 		"cni-flannel-v0.9.1", "crictl-v1.37.0", "flannel-v0.28.10", "image-coredns-v1.14.6", "image-pause-3.10.2",
 		"image-echo-v1.0.0", "image-metallb-controller-v0.15.2", "image-metallb-speaker-v0.15.2",
-		"image-metrics-server-v0.9.0", "image-traefik-v3.6.12", "opentofu-v1.12.6", "golangci-lint-v2.15.0", "debs-bookworm-" + DebianArch(r.arch)} {
+		"image-metrics-server-v0.9.0", "image-traefik-v3.6.12", "opentofu-v1.12.6", "golangci-lint-v2.15.0", "debs-bookworm-" + DebianArch(r.arch),
+	} {
 		if !seen[r.unitDir(dir)] {
 			t.Errorf("no unit builds %s", dir)
 		}
@@ -295,4 +301,27 @@ func TestCapNetBindService(t *testing.T) {
 	if got := []byte(capNetBindService()); !bytes.Equal(got, want) {
 		t.Fatalf("capability = % x, want % x", got, want)
 	}
+}
+
+func TestLockDirExcludesASecondBuilder(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("flock is used on Linux")
+	}
+	dir := t.TempDir()
+	unlock, err := lockDir(context.Background(), dir, time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	waited := false
+	if _, err := lockDir(ctx, dir, time.Millisecond, func() { waited = true }); !errors.Is(err, context.DeadlineExceeded) || !waited {
+		t.Fatalf("second lock: %v, waited %v", err, waited)
+	}
+	unlock()
+	unlock2, err := lockDir(context.Background(), dir, time.Millisecond, nil)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
 }

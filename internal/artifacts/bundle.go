@@ -188,8 +188,10 @@ func OpenMirrorContext(ctx context.Context, baseURL, cacheDir string, client *ht
 	if client == nil {
 		client = http.DefaultClient
 	}
-	b := &Bundle{base: base, client: client, cacheDir: cacheDir,
-		hashes: newHashCache(hashFileIn(cacheDir), o.hashObserver)}
+	b := &Bundle{
+		base: base, client: client, cacheDir: cacheDir,
+		hashes: newHashCache(hashFileIn(cacheDir), o.hashObserver),
+	}
 	u := b.url(ManifestName)
 	data, err := b.get(ctx, u, 64<<20)
 	if err != nil {
@@ -271,16 +273,20 @@ func (b *Bundle) checkLocal(ctx context.Context, p string, f File) error {
 	case !st.Mode().IsRegular():
 		return &FileError{Path: f.Path, Source: p, Kind: ProblemCorrupt, Err: fmt.Errorf("not a regular file (%s)", st.Mode().Type())}
 	case st.Size() != f.Size:
-		return &FileError{Path: f.Path, Source: p, Kind: ProblemCorrupt,
-			Err: fmt.Errorf("size is %d bytes, manifest says %d", st.Size(), f.Size)}
+		return &FileError{
+			Path: f.Path, Source: p, Kind: ProblemCorrupt,
+			Err: fmt.Errorf("size is %d bytes, manifest says %d", st.Size(), f.Size),
+		}
 	}
 	sum, _, err := b.hashes.sum(ctx, p)
 	if err != nil {
 		return &FileError{Path: f.Path, Source: p, Kind: ProblemUnavailable, Err: err}
 	}
 	if sum != f.SHA256 {
-		return &FileError{Path: f.Path, Source: p, Kind: ProblemCorrupt,
-			Err: fmt.Errorf("sha256 is %s, manifest says %s", sum, f.SHA256)}
+		return &FileError{
+			Path: f.Path, Source: p, Kind: ProblemCorrupt,
+			Err: fmt.Errorf("sha256 is %s, manifest says %s", sum, f.SHA256),
+		}
 	}
 	return nil
 }
@@ -305,7 +311,7 @@ func (b *Bundle) get(ctx context.Context, u string, limit int64) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
@@ -348,7 +354,7 @@ func (b *Bundle) download(ctx context.Context, u, dest string, f File) (err erro
 	if err != nil {
 		return fail(ProblemUnavailable, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return fail(ProblemMissing, fmt.Errorf("server answered %s", resp.Status))
@@ -366,8 +372,8 @@ func (b *Bundle) download(ctx context.Context, u, dest string, f File) (err erro
 	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
 		}
 	}()
 	h := sha256.New()
@@ -445,7 +451,7 @@ func checkContent(p string, f File) (Problem, bool) {
 	if err != nil {
 		return bad(ProblemUnavailable, "%v", err)
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }()
 	switch f.Kind {
 	case KindBinary, KindTool:
 		arch, err := elfArch(fh)

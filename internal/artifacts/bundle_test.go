@@ -73,27 +73,35 @@ func writeBundle(t *testing.T, dir string, entries []bundleEntry) *Manifest {
 }
 
 func binEntry(t *testing.T, name, elfArch string) bundleEntry {
-	return bundleEntry{file: File{Component: "kubernetes", Name: name, Version: "v1.37.2", OS: "linux", Arch: "amd64", Kind: KindBinary},
-		content: fakeELF(t, elfArch, "payload of "+name)}
+	return bundleEntry{
+		file:    File{Component: "kubernetes", Name: name, Version: "v1.37.2", OS: "linux", Arch: "amd64", Kind: KindBinary},
+		content: fakeELF(t, elfArch, "payload of "+name),
+	}
 }
 
 func imageEntry(t *testing.T, name, platformArch string) bundleEntry {
 	t.Helper()
 	var buf bytes.Buffer
-	_, err := WriteImage(context.Background(), &buf, Image{Name: "registry.k8s.io/" + name + ":3.10.2", OS: "linux", Arch: platformArch,
+	_, err := WriteImage(context.Background(), &buf, Image{
+		Name: "registry.k8s.io/" + name + ":3.10.2", OS: "linux", Arch: platformArch,
 		Layers: [][]ImageEntry{{{Path: "/" + name, Mode: 0o755, Content: []byte("#!/bin/true\n")}}},
-		Config: ImageConfig{Entrypoint: []string{"/" + name}}})
+		Config: ImageConfig{Entrypoint: []string{"/" + name}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bundleEntry{file: File{Component: name, Name: name, Version: "3.10.2", OS: "linux", Arch: "amd64", Kind: KindImage,
-		Image: "registry.k8s.io/" + name + ":3.10.2"}, content: buf.Bytes()}
+	return bundleEntry{file: File{
+		Component: name, Name: name, Version: "3.10.2", OS: "linux", Arch: "amd64", Kind: KindImage,
+		Image: "registry.k8s.io/" + name + ":3.10.2",
+	}, content: buf.Bytes()}
 }
 
 func debEntry(file string) bundleEntry {
 	name, version, _, _ := parseDebFileName(file)
-	return bundleEntry{file: File{Path: DebPath("amd64", file), Component: ComponentDeb, Name: name, Version: version,
-		OS: "linux", Arch: "amd64", Kind: KindDeb}, content: []byte("!<arch>\ndebian-binary   0  0 0 100644 4 `\n2.0\n")}
+	return bundleEntry{file: File{
+		Path: DebPath("amd64", file), Component: ComponentDeb, Name: name, Version: version,
+		OS: "linux", Arch: "amd64", Kind: KindDeb,
+	}, content: []byte("!<arch>\ndebian-binary   0  0 0 100644 4 `\n2.0\n")}
 }
 
 // testBundle is a small bundle with every kind of file.
@@ -152,8 +160,10 @@ func TestVerifyReportsMissingCorruptAndWrongArch(t *testing.T) {
 		binEntry(t, "kubectl", "amd64"),
 		binEntry(t, "kube-scheduler", "amd64"),
 		binEntry(t, "crictl", "arm64"), // checksum right, architecture wrong
-		bundleEntry{file: File{Component: "kubernetes", Name: "notelf", Version: "v1.37.2", OS: "linux", Arch: "amd64", Kind: KindBinary},
-			content: []byte("#!/bin/sh\n")},
+		{
+			file:    File{Component: "kubernetes", Name: "notelf", Version: "v1.37.2", OS: "linux", Arch: "amd64", Kind: KindBinary},
+			content: []byte("#!/bin/sh\n"),
+		},
 		imageEntry(t, "pause", "arm64"), // platform arm64, manifest amd64
 		imageEntry(t, "echo", "amd64"),
 		debEntry("socat_1.7.4.4-2_arm64.deb"),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -86,8 +87,10 @@ func parseDebFileName(file string) (name, version, arch string, err error) {
 // resolveDebs computes the dependency closure of the packages with the apt of this host and pins every package
 // that has a candidate to it. Recommends, suggests and the negative relations are not followed.
 func resolveDebs(ctx context.Context, top []string) ([]debPkg, error) {
-	args := append([]string{"depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
-		"--no-breaks", "--no-replaces", "--no-enhances"}, top...)
+	args := append([]string{
+		"depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+		"--no-breaks", "--no-replaces", "--no-enhances",
+	}, top...)
 	out, err := output(ctx, "/", aptEnv(), "apt-cache", args...)
 	if err != nil {
 		return nil, fmt.Errorf("resolve dependencies (apt-get update may help): %w", err)
@@ -112,6 +115,54 @@ func resolveDebs(ctx context.Context, top []string) ([]debPkg, error) {
 	return pkgs, nil
 }
 
+// aptState fingerprints what apt resolves from: the package lists and the pinning. When it has not changed, a
+// resolution from before is still right.
+func aptState() string {
+	var b strings.Builder
+	for _, pattern := range []string{"/var/lib/apt/lists/*", "/etc/apt/preferences", "/etc/apt/preferences.d/*"} {
+		matches, _ := filepath.Glob(pattern)
+		slices.Sort(matches)
+		for _, m := range matches {
+			if st, err := os.Stat(m); err == nil && st.Mode().IsRegular() && !strings.HasSuffix(m, "/lock") {
+				_, _ = fmt.Fprintf(&b, "%s %d %d\n", m, st.Size(), st.ModTime().UnixNano())
+			}
+		}
+	}
+	return b.String()
+}
+
+// resolution is a dependency closure remembered in the build directory.
+type resolution struct {
+	Top      []string `json:"top"`
+	AptState string   `json:"apt_state"`
+	Packages []debPkg `json:"packages"`
+}
+
+// resolveDebsCached returns the closure resolved by an earlier run when the packages asked for and apt's state are
+// the same (apt-cache takes seconds), and resolves and remembers it otherwise.
+func resolveDebsCached(ctx context.Context, dir string, top []string) ([]debPkg, error) {
+	file := filepath.Join(dir, "resolved.json")
+	state := aptState()
+	if data, err := os.ReadFile(file); err == nil {
+		var r resolution
+		if json.Unmarshal(data, &r) == nil && slices.Equal(r.Top, top) && r.AptState == state && len(r.Packages) > 0 {
+			return r.Packages, nil
+		}
+	}
+	pkgs, err := resolveDebs(ctx, top)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(resolution{Top: top, AptState: state, Packages: pkgs}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode resolution: %w", err)
+	}
+	if err := writeFileAtomic(file, append(data, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return pkgs, nil
+}
+
 // osCodename reads VERSION_CODENAME from /etc/os-release.
 func osCodename() string {
 	data, err := os.ReadFile("/etc/os-release")
@@ -129,8 +180,10 @@ func osCodename() string {
 // debUnit downloads the .debs with apt-get download. It runs beside the builds.
 func (r *run) debUnit() *unit {
 	arch := DebianArch(r.arch)
-	u := &unit{component: ComponentDeb, version: debCodename + "-" + arch, dir: r.unitDir("debs-" + debCodename + "-" + arch),
-		concurrent: true}
+	u := &unit{
+		component: ComponentDeb, version: debCodename + "-" + arch, dir: r.unitDir("debs-" + debCodename + "-" + arch),
+		concurrent: true,
+	}
 	top := r.b.Debs
 	if top == nil {
 		top = DefaultDebs()
@@ -141,7 +194,7 @@ func (r *run) debUnit() *unit {
 			return "", fmt.Errorf("the bundle carries Debian 12 (%s) packages, but this host is %q: build on Debian 12 or skip deb", debCodename, c)
 		}
 		var err error
-		if pkgs, err = resolveDebs(ctx, top); err != nil {
+		if pkgs, err = resolveDebsCached(ctx, u.dir, top); err != nil {
 			return "", err
 		}
 		return keyOf(struct {
@@ -201,8 +254,10 @@ func (r *run) debUnit() *unit {
 		if err != nil {
 			return File{}, false
 		}
-		return File{Path: DebPath(r.arch, file), Component: ComponentDeb, Name: name, Version: version,
-			OS: "linux", Arch: r.arch, Kind: KindDeb}, true
+		return File{
+			Path: DebPath(r.arch, file), Component: ComponentDeb, Name: name, Version: version,
+			OS: "linux", Arch: r.arch, Kind: KindDeb,
+		}, true
 	}
 	return u
 }
@@ -215,7 +270,7 @@ func ensureDebianPackage(ctx context.Context, log io.Writer, pkg string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the build needs the Debian package " + pkg + ": apt-get install " + pkg)
 	}
-	fmt.Fprintf(log, "installing the build dependency %s\n", pkg)
+	_, _ = fmt.Fprintf(log, "installing the build dependency %s\n", pkg)
 	if err := command(ctx, log, "/", append(aptEnv(), "DEBIAN_FRONTEND=noninteractive"), "apt-get", "install", "-y", pkg); err != nil {
 		return fmt.Errorf("install build dependency %s: %w", pkg, err)
 	}

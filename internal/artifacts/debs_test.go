@@ -1,6 +1,10 @@
 package artifacts
 
 import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -61,5 +65,22 @@ func TestDebianArch(t *testing.T) {
 		if got := DebianArch(goarch); got != want {
 			t.Errorf("DebianArch(%s) = %s, want %s", goarch, got, want)
 		}
+	}
+}
+
+func TestResolveDebsCachedReusesAnEarlierResolution(t *testing.T) {
+	dir := t.TempDir()
+	top := []string{"kubesmith-no-such-package"} // apt-cache would fail on it: only the remembered closure can answer
+	want := []debPkg{{Name: "kubesmith-no-such-package", Version: "1.0-1"}}
+	data, err := json.Marshal(resolution{Top: top, AptState: aptState(), Packages: want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "resolved.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := resolveDebsCached(context.Background(), dir, top)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("resolveDebsCached = %v, %v", got, err)
 	}
 }

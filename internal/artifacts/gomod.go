@@ -64,13 +64,13 @@ func kubernetesScratchGoMod(version string, kubernetesGoMod []byte) (string, err
 		return "", fmt.Errorf("artifacts: k8s.io/kubernetes %s: its go.mod has no ./staging/src replace directives", version)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "module example.invalid/k8sbins\n\ngo %s\n\ngodebug default=go1.26\n\ntool (\n", scratchGoVersion)
+	_, _ = fmt.Fprintf(&b, "module example.invalid/k8sbins\n\ngo %s\n\ngodebug default=go1.26\n\ntool (\n", scratchGoVersion)
 	for _, c := range kubernetesCommands() {
-		fmt.Fprintf(&b, "\tk8s.io/kubernetes/cmd/%s\n", c)
+		_, _ = fmt.Fprintf(&b, "\tk8s.io/kubernetes/cmd/%s\n", c)
 	}
-	fmt.Fprintf(&b, ")\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n", version)
+	_, _ = fmt.Fprintf(&b, ")\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n", version)
 	for _, m := range mods {
-		fmt.Fprintf(&b, "\tk8s.io/%s => k8s.io/%s %s\n", m, m, staging)
+		_, _ = fmt.Fprintf(&b, "\tk8s.io/%s => k8s.io/%s %s\n", m, m, staging)
 	}
 	b.WriteString(")\n")
 	return b.String(), nil
@@ -184,24 +184,24 @@ func hasReplace(goMod []byte) bool {
 // and exclude directives (copied as lab's build_tofu does) and extra replace directives.
 func scratchGoMod(name string, tools []string, module, version string, directives string, extraReplaces []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "module example.invalid/%s\n\ngo %s\n\n", name, scratchGoVersion)
+	_, _ = fmt.Fprintf(&b, "module example.invalid/%s\n\ngo %s\n\n", name, scratchGoVersion)
 	tools = slices.Clone(tools)
 	switch len(tools) {
 	case 0:
 	case 1:
-		fmt.Fprintf(&b, "tool %s\n\n", tools[0])
+		_, _ = fmt.Fprintf(&b, "tool %s\n\n", tools[0])
 	default:
 		slices.Sort(tools)
 		b.WriteString("tool (\n")
 		for _, t := range tools {
-			fmt.Fprintf(&b, "\t%s\n", t)
+			_, _ = fmt.Fprintf(&b, "\t%s\n", t)
 		}
 		b.WriteString(")\n\n")
 	}
-	fmt.Fprintf(&b, "require %s %s\n\n", module, version)
+	_, _ = fmt.Fprintf(&b, "require %s %s\n\n", module, version)
 	b.WriteString(directives)
 	for _, r := range extraReplaces {
-		fmt.Fprintf(&b, "replace %s\n", r)
+		_, _ = fmt.Fprintf(&b, "replace %s\n", r)
 	}
 	return b.String()
 }

@@ -159,7 +159,7 @@ func hashFile(ctx context.Context, p string) (string, int64, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("artifacts: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	h := sha256.New()
 	n, err := copyContext(ctx, h, f)
 	if err != nil {
@@ -202,13 +202,13 @@ func writeFileAtomic(name string, data []byte, perm fs.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("artifacts: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	defer func() { _ = os.Remove(tmp.Name()) }() // no-op after a successful rename
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("artifacts: write %s: %w", name, err)
 	}
 	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("artifacts: %w", err)
 	}
 	if err := tmp.Close(); err != nil {

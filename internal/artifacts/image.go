@@ -173,7 +173,7 @@ func WriteImageFile(ctx context.Context, name string, img Image) (ImageResult, e
 	if err != nil {
 		return ImageResult{}, fmt.Errorf("artifacts: image %s: %w", img.Name, err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
+	defer func() { _ = os.Remove(tmp.Name()) }() // no-op after the rename
 	res, err := writeImage(ctx, tmp, img, dir)
 	if cerr := tmp.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("artifacts: image %s: %w", img.Name, cerr)
@@ -206,7 +206,7 @@ func writeImage(ctx context.Context, w io.Writer, img Image, tmpDir string) (Ima
 	var temps []string // layer files, removed whatever happens
 	defer func() {
 		for _, f := range temps {
-			os.Remove(f)
+			_ = os.Remove(f)
 		}
 	}()
 	cfg := ociImageConfig{Created: epoch().Format(time.RFC3339), Architecture: img.Arch, OS: img.OS}
@@ -225,8 +225,10 @@ func writeImage(ctx context.Context, w io.Writer, img Image, tmpDir string) (Ima
 		man.Layers = append(man.Layers, ociDescriptor{MediaType: mediaTypeLayerGz, Digest: "sha256:" + lb.digest, Size: lb.size})
 	}
 	rc := img.Config
-	cfg.Config = ociRuntimeConfig{User: rc.User, Env: rc.Env, Entrypoint: rc.Entrypoint, Cmd: rc.Cmd,
-		WorkingDir: rc.WorkingDir, Labels: rc.Labels}
+	cfg.Config = ociRuntimeConfig{
+		User: rc.User, Env: rc.Env, Entrypoint: rc.Entrypoint, Cmd: rc.Cmd,
+		WorkingDir: rc.WorkingDir, Labels: rc.Labels,
+	}
 	if cfg.Config.WorkingDir == "" {
 		cfg.Config.WorkingDir = "/"
 	}
@@ -331,7 +333,7 @@ func writeBlob(ctx context.Context, tw *tar.Writer, b blob) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: b.size, ModTime: epoch()}); err != nil {
 		return err
 	}
@@ -359,8 +361,8 @@ func writeLayer(ctx context.Context, entries []ImageEntry, tmpDir string) (blob,
 	ok := false
 	defer func() {
 		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
 		}
 	}()
 	compressed := sha256.New()
@@ -488,7 +490,7 @@ func writeLayerEntry(ctx context.Context, tw *tar.Writer, e layerEntry) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	st, err := f.Stat()
 	if err != nil {
 		return err

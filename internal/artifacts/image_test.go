@@ -36,10 +36,16 @@ func testImage(t *testing.T, binContent string) Image {
 		ImageEntry{Path: "/usr/bin/server", Mode: fs.ModeSymlink | 0o777, Target: "/usr/local/bin/server"},
 		ImageEntry{Path: "/etc/server/config.yaml", Mode: 0o644, Content: []byte("port: 8080\n")},
 	)
-	return Image{Name: "kubesmith.invalid/server:v1", OS: "linux", Arch: "amd64", Layers: [][]ImageEntry{entries,
-		{{Path: "/etc/server/extra", Mode: 0o600, Content: []byte("second layer")}}},
-		Config: ImageConfig{Entrypoint: []string{"/usr/local/bin/server"}, Cmd: []string{"--port=8080"},
-			Env: []string{"A=1"}, User: "65532:65532", ExposedPorts: []string{"8080/tcp"}, Labels: map[string]string{"b": "2", "a": "1"}}}
+	return Image{
+		Name: "kubesmith.invalid/server:v1", OS: "linux", Arch: "amd64", Layers: [][]ImageEntry{
+			entries,
+			{{Path: "/etc/server/extra", Mode: 0o600, Content: []byte("second layer")}},
+		},
+		Config: ImageConfig{
+			Entrypoint: []string{"/usr/local/bin/server"}, Cmd: []string{"--port=8080"},
+			Env: []string{"A=1"}, User: "65532:65532", ExposedPorts: []string{"8080/tcp"}, Labels: map[string]string{"b": "2", "a": "1"},
+		},
+	}
 }
 
 func writeTestImage(t *testing.T, img Image) ([]byte, ImageResult) {
@@ -261,7 +267,7 @@ func TestWriteImageFileIsAtomic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	hs, _ := readTar(t, f)
 	if len(hs) != 2+3+2 { // blobs/, blobs/sha256/, layer + config + manifest, index.json, oci-layout
 		t.Fatalf("archive has %d entries", len(hs))

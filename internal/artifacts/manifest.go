@@ -122,8 +122,13 @@ func (f File) validate() error {
 	case f.Path == ManifestName:
 		return errors.New("the manifest cannot list itself")
 	}
-	for _, kv := range [][2]string{{"component", f.Component}, {"name", f.Name}, {"version", f.Version},
-		{"os", f.OS}, {"arch", f.Arch}} {
+	for _, kv := range [][2]string{
+		{"component", f.Component},
+		{"name", f.Name},
+		{"version", f.Version},
+		{"os", f.OS},
+		{"arch", f.Arch},
+	} {
 		if kv[1] == "" {
 			return fmt.Errorf("empty %s", kv[0])
 		}

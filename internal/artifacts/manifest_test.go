@@ -13,14 +13,18 @@ const (
 )
 
 func kubelet(version string) File {
-	return File{Path: BinaryPath("linux", "amd64", "kubernetes", version, "kubelet"), Component: "kubernetes",
-		Name: "kubelet", Version: version, OS: "linux", Arch: "amd64", Kind: KindBinary, Size: 10, SHA256: sumA}
+	return File{
+		Path: BinaryPath("linux", "amd64", "kubernetes", version, "kubelet"), Component: "kubernetes",
+		Name: "kubelet", Version: version, OS: "linux", Arch: "amd64", Kind: KindBinary, Size: 10, SHA256: sumA,
+	}
 }
 
 func pauseImage() File {
-	return File{Path: ImagePath("linux", "amd64", "pause", "3.10.2"), Component: "pause", Name: "pause",
+	return File{
+		Path: ImagePath("linux", "amd64", "pause", "3.10.2"), Component: "pause", Name: "pause",
 		Version: "3.10.2", OS: "linux", Arch: "amd64", Kind: KindImage, Size: 20, SHA256: sumB,
-		Image: "registry.k8s.io/pause:3.10.2"}
+		Image: "registry.k8s.io/pause:3.10.2",
+	}
 }
 
 func mustJSON(t *testing.T, v any) []byte {
@@ -33,10 +37,14 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 func TestParseManifestGood(t *testing.T) {
-	deb := File{Path: "debs/bookworm-amd64/socat_1.7.4.4-2_amd64.deb", Component: "deb", Name: "socat",
-		Version: "1.7.4.4-2", OS: "linux", Arch: "amd64", Kind: KindDeb, Size: 0, SHA256: sumA}
-	tool := File{Path: "bin/linux-amd64/opentofu-v1.12.6/tofu", Component: "opentofu", Name: "tofu",
-		Version: "v1.12.6", OS: "linux", Arch: "amd64", Kind: KindTool, Size: 1, SHA256: sumB}
+	deb := File{
+		Path: "debs/bookworm-amd64/socat_1.7.4.4-2_amd64.deb", Component: "deb", Name: "socat",
+		Version: "1.7.4.4-2", OS: "linux", Arch: "amd64", Kind: KindDeb, Size: 0, SHA256: sumA,
+	}
+	tool := File{
+		Path: "bin/linux-amd64/opentofu-v1.12.6/tofu", Component: "opentofu", Name: "tofu",
+		Version: "v1.12.6", OS: "linux", Arch: "amd64", Kind: KindTool, Size: 1, SHA256: sumB,
+	}
 	in := Manifest{Schema: 1, Files: []File{kubelet("v1.37.2"), pauseImage(), deb, tool}}
 	m, err := ParseManifest(mustJSON(t, in))
 	if err != nil {

@@ -136,7 +136,7 @@ func TestMirrorWrongChecksum(t *testing.T) {
 			return false
 		}
 		w.Header().Set("Content-Length", fmt.Sprint(len(bad)))
-		w.Write(bad)
+		_, _ = w.Write(bad)
 		return true
 	})
 	cache := t.TempDir()
@@ -178,17 +178,17 @@ func TestMirrorTruncatedDownload(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			defer conn.Close()
-			fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/octet-stream\r\n\r\n", len(content))
-			buf.Write(half)
-			buf.Flush()
+			defer func() { _ = conn.Close() }()
+			_, _ = fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/octet-stream\r\n\r\n", len(content))
+			_, _ = buf.Write(half)
+			_ = buf.Flush()
 		}, "truncated download"},
 		{"content length lie", func(w http.ResponseWriter) {
 			w.Header().Set("Content-Length", fmt.Sprint(len(half)))
-			w.Write(half)
+			_, _ = w.Write(half)
 		}, fmt.Sprintf("server announces %d bytes, manifest says %d", len(half), len(content))},
 		{"chunked and short", func(w http.ResponseWriter) {
-			w.Write(half)
+			_, _ = w.Write(half)
 			w.(http.Flusher).Flush() // no Content-Length: chunked encoding
 		}, fmt.Sprintf("truncated download: got %d of %d bytes", len(half), len(content))},
 	}

@@ -63,25 +63,25 @@ func client(args []string) int {
 	case len(args) == 2 && args[0] == "get":
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[1], nil)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			_, _ = fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			_, _ = fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		_, _ = io.Copy(os.Stdout, resp.Body)
 		if resp.StatusCode != http.StatusOK {
-			fmt.Fprintln(os.Stderr, resp.Status)
+			_, _ = fmt.Fprintln(os.Stderr, resp.Status)
 			return 1
 		}
 		return 0
 	case len(args) == 2 && args[0] == "resolve":
 		addrs, err := net.DefaultResolver.LookupHost(ctx, args[1])
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			_, _ = fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		for _, a := range addrs {
@@ -89,7 +89,7 @@ func client(args []string) int {
 		}
 		return 0
 	default:
-		fmt.Fprintln(os.Stderr, "usage: echo [get URL | resolve NAME]")
+		_, _ = fmt.Fprintln(os.Stderr, "usage: echo [get URL | resolve NAME]")
 		return 2
 	}
 }
@@ -108,7 +108,7 @@ func main() {
 	podIP := os.Getenv("POD_IP")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
+		_, _ = fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "host=%s pod_ip=%s method=%s path=%s remote=%s version=%s\n",
@@ -125,7 +125,7 @@ func main() {
 	}()
 	fmt.Printf("echo %s listening on %s\n", version, addr)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintln(os.Stderr, err)
+		_, _ = fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }

@@ -52,7 +52,8 @@ func defaultExecName(importPath string) string {
 
 // goUnit is a unit built by the go command.
 func (r *run) goUnit(component, version string, names []string, entry func(string) (File, bool),
-	spec func(ctx context.Context) (goSpec, error)) *unit {
+	spec func(ctx context.Context) (goSpec, error),
+) *unit {
 	u := &unit{component: component, version: version, dir: r.unitDir(component + "-" + version), names: names, entry: entry}
 	var s goSpec
 	u.key = func(ctx context.Context) (string, error) {
@@ -147,7 +148,8 @@ func (r *run) goBuild(ctx context.Context, dir string, log io.Writer, s goSpec) 
 // and otherwise in a scratch module that copies the module's replace and exclude directives (the lab's build_tofu
 // recipe), plus extra replaces.
 func (r *run) autoSpec(ctx context.Context, scratchName, module, version string, pkgs []goPkg,
-	ldflags func(moduleInfo) string, tags string, cgo bool, extraReplaces []string) (goSpec, error) {
+	ldflags func(moduleInfo) string, tags string, cgo bool, extraReplaces []string,
+) (goSpec, error) {
 	mi, err := r.module(ctx, module, version)
 	if err != nil {
 		return goSpec{}, err
@@ -251,21 +253,26 @@ func (r *run) units(tools bool) []*unit {
 				if err != nil {
 					return goSpec{}, err
 				}
-				return goSpec{Mode: modeScratch, Module: "k8s.io/kubernetes", Version: kv, Packages: pkgs,
-					Files: map[string]string{"go.mod": mod}, Tidy: true, LDFlags: ld}, nil
+				return goSpec{
+					Mode: modeScratch, Module: "k8s.io/kubernetes", Version: kv, Packages: pkgs,
+					Files: map[string]string{"go.mod": mod}, Tidy: true, LDFlags: ld,
+				}, nil
 			}))
 	}
 
 	etcdPkgs := []goPkg{{"go.etcd.io/etcd/server/v3", "etcd"}, {"go.etcd.io/etcd/etcdctl/v3", "etcdctl"}, {"go.etcd.io/etcd/etcdutl/v3", "etcdutl"}}
 	us = append(us, r.goUnit(ComponentEtcd, v.Etcd, namesOf(etcdPkgs), bin(ComponentEtcd, v.Etcd),
 		func(context.Context) (goSpec, error) {
-			return goSpec{Mode: modeScratch, Module: "go.etcd.io/etcd/server/v3", Version: v.Etcd, Packages: etcdPkgs,
+			return goSpec{
+				Mode: modeScratch, Module: "go.etcd.io/etcd/server/v3", Version: v.Etcd, Packages: etcdPkgs,
 				Files: map[string]string{"go.mod": etcdScratchGoMod(v.Etcd)}, Tidy: true,
-				LDFlags: "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=goproxy"}, nil
+				LDFlags: "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=goproxy",
+			}, nil
 		}))
 
 	auto := func(component, version, scratchName, module string, pkgs []goPkg, entry func(string) (File, bool),
-		ld func(moduleInfo) string, tags string, cgo bool, replaces []string) *unit {
+		ld func(moduleInfo) string, tags string, cgo bool, replaces []string,
+	) *unit {
 		return r.goUnit(component, version, namesOf(pkgs), entry, func(ctx context.Context) (goSpec, error) {
 			return r.autoSpec(ctx, scratchName, module, version, pkgs, ld, tags, cgo, replaces)
 		})
@@ -332,31 +339,41 @@ func (r *run) units(tools bool) []*unit {
 				}
 				files[filepath.Base(p)] = dropBlankImports(string(src), flannelDroppedBackends())
 			}
-			return goSpec{Mode: modeScratch, Module: flannel, Version: v.Flannel, Packages: []goPkg{{".", "flanneld"}},
-				Files: files, Tidy: true, LDFlags: "-s -w -X " + flannel + "/pkg/version.Version=" + v.Flannel}, nil
+			return goSpec{
+				Mode: modeScratch, Module: flannel, Version: v.Flannel, Packages: []goPkg{{".", "flanneld"}},
+				Files: files, Tidy: true, LDFlags: "-s -w -X " + flannel + "/pkg/version.Version=" + v.Flannel,
+			}, nil
 		}))
 
 	// Binaries that only go into images.
 	coredns := auto(ComponentCoreDNS, v.CoreDNS, "corednsbin", "github.com/coredns/coredns", pkgsOf("github.com/coredns/coredns", ""),
 		noEntry, fixed("-s -w -X github.com/coredns/coredns/coremain.GitCommit=goproxy"), "", false, nil)
-	us = append(us, coredns, r.imageUnit(imageDef{component: ComponentCoreDNS, name: "coredns", version: v.CoreDNS,
+	us = append(us, coredns, r.imageUnit(imageDef{
+		component: ComponentCoreDNS, name: "coredns", version: v.CoreDNS,
 		ref: "registry.k8s.io/coredns/coredns:" + v.CoreDNS, bin: coredns, binName: "coredns", dest: "/coredns",
 		// Like upstream: runs as nonroot and binds :53 through a file capability (cap_net_bind_service+ep).
 		user: "65532:65532", entrypoint: []string{"/coredns"}, ports: []string{"53/tcp", "53/udp", "9153/tcp"},
-		xattrs: map[string]string{"security.capability": capNetBindService()}}))
+		xattrs: map[string]string{"security.capability": capNetBindService()},
+	}))
 
 	pause := r.pauseUnit(v.Pause)
-	us = append(us, pause, r.imageUnit(imageDef{component: ComponentPause, name: "pause", version: v.Pause,
+	us = append(us, pause, r.imageUnit(imageDef{
+		component: ComponentPause, name: "pause", version: v.Pause,
 		ref: "registry.k8s.io/pause:" + v.Pause, bin: pause, binName: "pause", dest: "/pause",
-		user: "65535:65535", entrypoint: []string{"/pause"}}))
+		user: "65535:65535", entrypoint: []string{"/pause"},
+	}))
 
 	echo := r.goUnit(ComponentEcho, v.Echo, []string{"echo"}, noEntry, func(context.Context) (goSpec, error) {
-		return goSpec{Mode: modeScratch, Module: "example.invalid/echo", Version: v.Echo, Packages: []goPkg{{".", "echo"}},
-			Files: map[string]string{"go.mod": echoGoMod, "main.go": echoMainGo}, LDFlags: "-s -w -X main.version=" + v.Echo}, nil
+		return goSpec{
+			Mode: modeScratch, Module: "example.invalid/echo", Version: v.Echo, Packages: []goPkg{{".", "echo"}},
+			Files: map[string]string{"go.mod": echoGoMod, "main.go": echoMainGo}, LDFlags: "-s -w -X main.version=" + v.Echo,
+		}, nil
 	})
-	us = append(us, echo, r.imageUnit(imageDef{component: ComponentEcho, name: "echo", version: v.Echo,
+	us = append(us, echo, r.imageUnit(imageDef{
+		component: ComponentEcho, name: "echo", version: v.Echo,
 		ref: "kubesmith.invalid/echo:" + v.Echo, bin: echo, binName: "echo", dest: "/echo",
-		user: "65534:65534", entrypoint: []string{"/echo"}, ports: []string{"8080/tcp"}}))
+		user: "65534:65534", entrypoint: []string{"/echo"}, ports: []string{"8080/tcp"},
+	}))
 
 	const metallb = "go.universe.tf/metallb"
 	var metallbReplaces []string
@@ -368,12 +385,16 @@ func (r *run) units(tools bool) []*unit {
 		"", false, metallbReplaces)
 	// Upstream images are distroless/static (root); MetalLB's manifests choose the user (controller 65534).
 	us = append(us, mlb,
-		r.imageUnit(imageDef{component: ComponentMetalLB, name: "metallb-controller", version: v.MetalLB,
+		r.imageUnit(imageDef{
+			component: ComponentMetalLB, name: "metallb-controller", version: v.MetalLB,
 			ref: "quay.io/metallb/controller:" + v.MetalLB, bin: mlb, binName: "controller", dest: "/controller",
-			entrypoint: []string{"/controller"}}),
-		r.imageUnit(imageDef{component: ComponentMetalLB, name: "metallb-speaker", version: v.MetalLB,
+			entrypoint: []string{"/controller"},
+		}),
+		r.imageUnit(imageDef{
+			component: ComponentMetalLB, name: "metallb-speaker", version: v.MetalLB,
 			ref: "quay.io/metallb/speaker:" + v.MetalLB, bin: mlb, binName: "speaker", dest: "/speaker",
-			entrypoint: []string{"/speaker"}}))
+			entrypoint: []string{"/speaker"},
+		}))
 
 	const ms = "sigs.k8s.io/metrics-server"
 	msu := auto(ComponentMetricsServer, v.MetricsServer, "metricsserverbin", ms, pkgsOf(ms+"/cmd", "metrics-server"), noEntry,
@@ -382,9 +403,11 @@ func (r *run) units(tools bool) []*unit {
 			return "-s -w -X " + p + ".gitVersion=" + v.MetricsServer + " -X " + p + ".gitCommit=" + strings.Repeat("0", 40) +
 				" -X " + p + ".buildDate=" + mi.Time
 		}, "", false, nil)
-	us = append(us, msu, r.imageUnit(imageDef{component: ComponentMetricsServer, name: "metrics-server", version: v.MetricsServer,
+	us = append(us, msu, r.imageUnit(imageDef{
+		component: ComponentMetricsServer, name: "metrics-server", version: v.MetricsServer,
 		ref: "registry.k8s.io/metrics-server/metrics-server:" + v.MetricsServer, bin: msu, binName: "metrics-server",
-		dest: "/metrics-server", user: "65534", entrypoint: []string{"/metrics-server"}, ports: []string{"10250/tcp"}}))
+		dest: "/metrics-server", user: "65534", entrypoint: []string{"/metrics-server"}, ports: []string{"10250/tcp"},
+	}))
 
 	const traefik = "github.com/traefik/traefik/v3"
 	tu := auto(ComponentTraefik, v.Traefik, "traefikbin", traefik, pkgsOf(traefik+"/cmd", "traefik"), noEntry,
@@ -392,9 +415,11 @@ func (r *run) units(tools bool) []*unit {
 			return "-s -w -X " + traefik + "/pkg/version.Version=" + v.Traefik + " -X " + traefik + "/pkg/version.BuildDate=" + mi.Time
 		}, "", false, nil)
 	// The official image runs as root; charts set the user (65532 exists in the image).
-	us = append(us, tu, r.imageUnit(imageDef{component: ComponentTraefik, name: "traefik", version: v.Traefik,
+	us = append(us, tu, r.imageUnit(imageDef{
+		component: ComponentTraefik, name: "traefik", version: v.Traefik,
 		ref: "docker.io/library/traefik:" + v.Traefik, bin: tu, binName: "traefik", dest: "/traefik",
-		entrypoint: []string{"/traefik"}, ports: []string{"80/tcp"}}))
+		entrypoint: []string{"/traefik"}, ports: []string{"80/tcp"},
+	}))
 
 	if tools {
 		for _, t := range r.toolUnits() {
@@ -436,8 +461,10 @@ func capNetBindService() string {
 
 // pauseUnit compiles the static C pause binary.
 func (r *run) pauseUnit(version string) *unit {
-	u := &unit{component: ComponentPause, version: version, dir: r.unitDir(ComponentPause + "-" + version),
-		names: []string{"pause"}, entry: noEntry}
+	u := &unit{
+		component: ComponentPause, version: version, dir: r.unitDir(ComponentPause + "-" + version),
+		names: []string{"pause"}, entry: noEntry,
+	}
 	u.key = func(ctx context.Context) (string, error) {
 		cc, err := output(ctx, r.cacheDir, os.Environ(), "gcc", "--version")
 		if err != nil {
@@ -475,18 +502,26 @@ type imageDef struct {
 // imageUnit writes an OCI archive with the base file system plus one binary of another unit.
 func (r *run) imageUnit(d imageDef) *unit {
 	file := d.name + "-" + d.version + ".oci.tar"
-	u := &unit{component: d.component, label: "image " + d.name, version: d.version,
-		dir: r.unitDir("image-" + d.name + "-" + d.version), names: []string{file}, deps: []*unit{d.bin}}
+	u := &unit{
+		component: d.component, label: "image " + d.name, version: d.version,
+		dir: r.unitDir("image-" + d.name + "-" + d.version), names: []string{file}, deps: []*unit{d.bin},
+	}
 	ca := r.b.CABundle
 	if ca == "" {
 		ca = "/etc/ssl/certs/ca-certificates.crt"
 	}
 	image := func() Image {
-		entries := append(BaseImageEntries(ca), ImageEntry{Path: d.dest, Mode: 0o755,
-			Source: filepath.Join(d.bin.dir, "out", d.binName), Xattrs: d.xattrs})
-		return Image{Name: d.ref, OS: "linux", Arch: r.arch, Layers: [][]ImageEntry{entries},
-			Config: ImageConfig{Entrypoint: d.entrypoint, User: d.user, ExposedPorts: d.ports,
-				Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}}
+		entries := append(BaseImageEntries(ca), ImageEntry{
+			Path: d.dest, Mode: 0o755,
+			Source: filepath.Join(d.bin.dir, "out", d.binName), Xattrs: d.xattrs,
+		})
+		return Image{
+			Name: d.ref, OS: "linux", Arch: r.arch, Layers: [][]ImageEntry{entries},
+			Config: ImageConfig{
+				Entrypoint: d.entrypoint, User: d.user, ExposedPorts: d.ports,
+				Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			},
+		}
 	}
 	u.key = func(ctx context.Context) (string, error) {
 		img := image()
@@ -515,12 +550,14 @@ func (r *run) imageUnit(d imageDef) *unit {
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(log, "%s: manifest %s, config %s\n", d.ref, res.ManifestDigest, res.ConfigDigest)
+		_, _ = fmt.Fprintf(log, "%s: manifest %s, config %s\n", d.ref, res.ManifestDigest, res.ConfigDigest)
 		return []string{file}, nil
 	}
 	u.entry = func(string) (File, bool) {
-		return File{Path: ImagePath("linux", r.arch, d.name, d.version), Component: d.component, Name: d.name,
-			Version: d.version, OS: "linux", Arch: r.arch, Kind: KindImage, Image: d.ref}, true
+		return File{
+			Path: ImagePath("linux", r.arch, d.name, d.version), Component: d.component, Name: d.name,
+			Version: d.version, OS: "linux", Arch: r.arch, Kind: KindImage, Image: d.ref,
+		}, true
 	}
 	return u
 }

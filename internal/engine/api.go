@@ -57,4 +57,18 @@ type API interface {
 	ImportCluster(ctx context.Context, ssh SSH, artifacts Artifacts, address, hostPublicKey string) (ClusterSpec, ClusterState, error)
 	// AdminKubeconfig issues a short-lived cluster-admin kubeconfig signed by the cluster CA.
 	AdminKubeconfig(spec ClusterSpec, state ClusterState, validity time.Duration) ([]byte, error)
+
+	// ValidateNodePool checks a node pool spec without touching any host or the cluster.
+	ValidateNodePool(ctx context.Context, spec NodePoolSpec) []FieldError
+	// DesiredNodePoolHash is the config hash ReadNodePool reports when the pool matches spec.
+	DesiredNodePoolHash(spec NodePoolSpec) (string, error)
+	// ApplyNodePool joins new workers, converges drifted ones, patches labels and taints, and drains and
+	// resets removed ones. prior is nil on create. On error it still returns the hosts that may carry state.
+	ApplyNodePool(ctx context.Context, spec NodePoolSpec, prior *NodePoolState, progress Progress) (NodePoolState, error)
+	// ReadNodePool probes the workers and their Nodes.
+	ReadNodePool(ctx context.Context, spec NodePoolSpec, state NodePoolState) (NodePoolReadResult, error)
+	// DeleteNodePool drains, deletes and resets every worker of the pool.
+	DeleteNodePool(ctx context.Context, spec NodePoolSpec, state NodePoolState, progress Progress) error
+	// ImportNodePool rebuilds a pool's spec (without credentials) and state from one of its workers.
+	ImportNodePool(ctx context.Context, ssh SSH, artifacts Artifacts, address, hostPublicKey string) (NodePoolSpec, NodePoolState, error)
 }

@@ -143,9 +143,11 @@ func TestApplyClusterThenNoOp(t *testing.T) {
 		t.Error("state not marked installed")
 	}
 	p := st.PKI
-	for name, v := range map[string]string{"CACert": p.CACert, "CAKey": p.CAKey, "EtcdCACert": p.EtcdCACert, "EtcdCAKey": p.EtcdCAKey,
+	for name, v := range map[string]string{
+		"CACert": p.CACert, "CAKey": p.CAKey, "EtcdCACert": p.EtcdCACert, "EtcdCAKey": p.EtcdCAKey,
 		"FrontProxyCACert": p.FrontProxyCACert, "FrontProxyCAKey": p.FrontProxyCAKey, "ServiceAccountKey": p.ServiceAccountKey,
-		"ServiceAccountPub": p.ServiceAccountPub, "EncryptionKey": p.EncryptionKey, "KeepalivedPassword": p.KeepalivedPassword} {
+		"ServiceAccountPub": p.ServiceAccountPub, "EncryptionKey": p.EncryptionKey, "KeepalivedPassword": p.KeepalivedPassword,
+	} {
 		if v == "" {
 			t.Errorf("state PKI.%s is empty", name)
 		}

@@ -40,6 +40,9 @@ type record struct {
 	KubeProxyMode      string   `json:"kube_proxy_mode"`
 	Manifests          []string `json:"manifests"`
 	Tuning             Tuning   `json:"tuning"`
+	// KubeconfigPath is where the last apply wrote the admin kubeconfig on the machine running Terraform; kept
+	// so that an import reproduces the configuration.
+	KubeconfigPath string `json:"kubeconfig_path,omitempty"`
 }
 
 func recordOf(spec ClusterSpec, uid string) record {
@@ -48,6 +51,7 @@ func recordOf(spec ClusterSpec, uid string) record {
 		APIVIP: spec.APIVIP, APIPort: spec.APIPort, PodCIDR: spec.PodCIDR, ServiceCIDR: spec.ServiceCIDR,
 		UpstreamDNS: nonNil(spec.UpstreamDNS), Masters: spec.ControlPlane, MastersSchedulable: spec.MastersSchedulable,
 		KubeProxyMode: spec.KubeProxyMode, Manifests: nonNil(spec.Manifests), Tuning: spec.Tuning,
+		KubeconfigPath: spec.KubeconfigPath,
 	}
 }
 
@@ -68,6 +72,7 @@ func (e *Engine) DesiredClusterHash(spec ClusterSpec, uid string) (string, error
 	r := recordOf(spec, uid)
 	// SSH access details do not change what is installed. Copy first: recordOf shares the caller's slice.
 	r.Masters = append([]Host(nil), r.Masters...)
+	r.KubeconfigPath = "" // a local file of the machine running Terraform, not host configuration
 	for i := range r.Masters {
 		r.Masters[i].SSHAddress, r.Masters[i].Port, r.Masters[i].User, r.Masters[i].HostPublicKey = "", 0, "", ""
 	}
@@ -245,11 +250,16 @@ func readPKI(ctx context.Context, r node.Runner) (PKI, error) {
 		dst  *string
 		path string
 	}{
-		{&out.CACert, phase.PKIDir + "/ca.crt"}, {&out.CAKey, phase.PKIDir + "/ca.key"},
-		{&out.EtcdCACert, phase.PKIDir + "/etcd/ca.crt"}, {&out.EtcdCAKey, phase.PKIDir + "/etcd/ca.key"},
-		{&out.FrontProxyCACert, phase.PKIDir + "/front-proxy-ca.crt"}, {&out.FrontProxyCAKey, phase.PKIDir + "/front-proxy-ca.key"},
-		{&out.ServiceAccountKey, phase.PKIDir + "/sa.key"}, {&out.ServiceAccountPub, phase.PKIDir + "/sa.pub"},
-		{&out.EncryptionKey, phase.EncryptionKeyFile}, {&out.KeepalivedPassword, phase.KeepalivedPasswordFile},
+		{&out.CACert, phase.PKIDir + "/ca.crt"},
+		{&out.CAKey, phase.PKIDir + "/ca.key"},
+		{&out.EtcdCACert, phase.PKIDir + "/etcd/ca.crt"},
+		{&out.EtcdCAKey, phase.PKIDir + "/etcd/ca.key"},
+		{&out.FrontProxyCACert, phase.PKIDir + "/front-proxy-ca.crt"},
+		{&out.FrontProxyCAKey, phase.PKIDir + "/front-proxy-ca.key"},
+		{&out.ServiceAccountKey, phase.PKIDir + "/sa.key"},
+		{&out.ServiceAccountPub, phase.PKIDir + "/sa.pub"},
+		{&out.EncryptionKey, phase.EncryptionKeyFile},
+		{&out.KeepalivedPassword, phase.KeepalivedPasswordFile},
 	} {
 		v, err := read(f.path)
 		errs = append(errs, err)
@@ -390,17 +400,19 @@ func (e *Engine) observe(ctx context.Context, c *phase.Cluster, state *ClusterSt
 	}
 	state.EtcdMembers = members
 	state.Nodes = nil
-	var drift []string
+	state.Drift = nil
 	for i, t := range c.Masters {
-		ns := NodeStatus{Name: t.Name, Address: t.Address, Role: string(phase.RoleMaster), Reachable: errs[i] == nil,
+		ns := NodeStatus{
+			Name: t.Name, Address: t.Address, Role: string(phase.RoleMaster), Reachable: errs[i] == nil,
 			Ready: ready[t.Name], KubeletVersion: obs[i].KubeletVersion, ContainerRuntime: "containerd",
-			EtcdMember: slices.Contains(members, t.Name)}
+			EtcdMember: slices.Contains(members, t.Name),
+		}
 		switch {
 		case errs[i] != nil:
 			ns.ConfigHash = "unreachable"
 		case len(obs[i].Drift) > 0:
 			ns.ConfigHash = "drift"
-			drift = append(drift, fmt.Sprintf("%s: %s", t.Name, strings.Join(obs[i].Drift, "; ")))
+			state.Drift = append(state.Drift, fmt.Sprintf("%s: %s", t.Name, strings.Join(obs[i].Drift, "; ")))
 		default:
 			ns.ConfigHash = obs[i].AppliedHash
 		}

@@ -169,8 +169,10 @@ func nodeConfig(s SSH, h Host) node.Config {
 		cfg.User = h.User
 	}
 	if s.Bastion != nil {
-		b := nodeConfig(SSH{User: s.User, Port: s.Port, PrivateKeyPath: s.PrivateKeyPath, PrivateKey: s.PrivateKey,
-			UseAgent: s.UseAgent, KnownHostsPath: s.KnownHostsPath, ConnectTimeout: s.ConnectTimeout}, *s.Bastion)
+		b := nodeConfig(SSH{
+			User: s.User, Port: s.Port, PrivateKeyPath: s.PrivateKeyPath, PrivateKey: s.PrivateKey,
+			UseAgent: s.UseAgent, KnownHostsPath: s.KnownHostsPath, ConnectTimeout: s.ConnectTimeout,
+		}, *s.Bastion)
 		cfg.Bastion = &b
 	}
 	return cfg

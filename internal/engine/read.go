@@ -102,6 +102,9 @@ func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state Cluste
 			st.Nodes = append(st.Nodes, NodeStatus{Name: h.Name, Address: h.Address, Role: string(phase.RoleMaster), ConfigHash: "unreachable"})
 		}
 	}
+	for _, d := range st.Drift {
+		out.Warnings = append(out.Warnings, "configuration drift, the next apply repairs it: "+d)
+	}
 	out.State = st
 	return out, nil
 }
@@ -154,7 +157,7 @@ func (e *Engine) ImportCluster(ctx context.Context, sshCfg SSH, arts Artifacts, 
 		Name: rec.Name, KubernetesVersion: rec.KubernetesVersion, NodeNetwork: rec.NodeNetwork, APIVIP: rec.APIVIP,
 		APIPort: rec.APIPort, PodCIDR: rec.PodCIDR, ServiceCIDR: rec.ServiceCIDR, UpstreamDNS: rec.UpstreamDNS,
 		ControlPlane: rec.Masters, MastersSchedulable: rec.MastersSchedulable, KubeProxyMode: rec.KubeProxyMode,
-		Manifests: rec.Manifests, Tuning: rec.Tuning, SSH: sshCfg, Artifacts: arts,
+		Manifests: rec.Manifests, Tuning: rec.Tuning, SSH: sshCfg, Artifacts: arts, KubeconfigPath: rec.KubeconfigPath,
 	}
 	p, err := readPKI(ctx, r)
 	if err != nil {

@@ -156,4 +156,7 @@ type ClusterState struct {
 	CertificatesExpire time.Time
 	// Installed is true once every phase completed.
 	Installed bool
+	// Drift describes what Read found different from the last apply (changed files, stopped services), per
+	// host; empty when the hosts match.
+	Drift []string
 }

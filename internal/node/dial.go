@@ -94,7 +94,9 @@ func connect(ctx context.Context, cfg Config, via *sshRunner) (*ssh.Client, erro
 			return client, nil
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("%s: connect to %s (%d attempts, last error: %v): %w", cfg.Name, addr, attempt, err, ctxErr)
+			// The cause is the ended context; the last attempt's error is context only, so it is not wrapped
+			// (a stale HostKeyMismatchError must not turn a cancelled dial into a trust failure for callers).
+			return nil, fmt.Errorf("%s: connect to %s (%d attempts, last error: %s): %w", cfg.Name, addr, attempt, err.Error(), ctxErr)
 		}
 		var mismatch *HostKeyMismatchError
 		var unknown *HostKeyUnknownError
@@ -124,7 +126,8 @@ func connect(ctx context.Context, cfg Config, via *sshRunner) (*ssh.Client, erro
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, fmt.Errorf("%s: connect to %s (%d attempts, last error: %v): %w", cfg.Name, addr, attempt, err, ctx.Err())
+			// As above: the cause is the ended context, the last attempt's error is context only.
+			return nil, fmt.Errorf("%s: connect to %s (%d attempts, last error: %s): %w", cfg.Name, addr, attempt, err.Error(), ctx.Err())
 		case <-timer.C:
 		}
 		backoff = min(2*backoff, maxBackoff)
@@ -235,9 +238,11 @@ func isNotUpYet(err error) bool {
 		// Through a bastion: the bastion could not connect to the host.
 		return openErr.Reason == ssh.ConnectionFailed
 	}
-	for _, e := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EHOSTUNREACH,
+	for _, e := range []error{
+		syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EHOSTUNREACH,
 		syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ETIMEDOUT, syscall.EPIPE, io.EOF, io.ErrUnexpectedEOF,
-		os.ErrDeadlineExceeded} {
+		os.ErrDeadlineExceeded,
+	} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -382,8 +382,10 @@ func cacheKey(localPath string, fi fs.FileInfo) string {
 		abs = localPath
 	}
 	h := sha256.New()
-	for _, part := range []string{abs, strconv.FormatInt(fi.Size(), 10), strconv.FormatInt(fi.ModTime().UnixNano(), 10),
-		strconv.Itoa(gzipLevel)} {
+	for _, part := range []string{
+		abs, strconv.FormatInt(fi.Size(), 10), strconv.FormatInt(fi.ModTime().UnixNano(), 10),
+		strconv.Itoa(gzipLevel),
+	} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

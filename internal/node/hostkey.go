@@ -159,8 +159,10 @@ func newHostKeyCheck(cfg Config, addr string) (hostKeyCheck, error) {
 				if bytes.Equal(got.Marshal(), want.Marshal()) {
 					return nil
 				}
-				return &HostKeyMismatchError{Host: cfg.Name, Address: addr, Got: ssh.FingerprintSHA256(got), GotType: got.Type(),
-					Want: []string{ssh.FingerprintSHA256(want)}, Source: "the host public key"}
+				return &HostKeyMismatchError{
+					Host: cfg.Name, Address: addr, Got: ssh.FingerprintSHA256(got), GotType: got.Type(),
+					Want: []string{ssh.FingerprintSHA256(want)}, Source: "the host public key",
+				}
 			},
 			algorithms: algorithmsFor([]ssh.PublicKey{want}),
 		}, nil
@@ -200,11 +202,15 @@ func newHostKeyCheck(cfg Config, addr string) (hostKeyCheck, error) {
 				for _, k := range keyErr.Want {
 					want = append(want, fmt.Sprintf("%s (%s:%d)", ssh.FingerprintSHA256(k.Key), k.Filename, k.Line))
 				}
-				return &HostKeyMismatchError{Host: cfg.Name, Address: addr, Got: ssh.FingerprintSHA256(got), GotType: got.Type(),
-					Want: want, Source: "known_hosts file " + path}
+				return &HostKeyMismatchError{
+					Host: cfg.Name, Address: addr, Got: ssh.FingerprintSHA256(got), GotType: got.Type(),
+					Want: want, Source: "known_hosts file " + path,
+				}
 			case errors.As(err, &keyErr):
-				return &HostKeyUnknownError{Host: cfg.Name, Address: addr, Got: ssh.FingerprintSHA256(got), GotType: got.Type(),
-					KnownHostsPath: path}
+				return &HostKeyUnknownError{
+					Host: cfg.Name, Address: addr, Got: ssh.FingerprintSHA256(got), GotType: got.Type(),
+					KnownHostsPath: path,
+				}
 			case errors.As(err, &revoked):
 				return fmt.Errorf("SSH host key %s of %s (%s) is revoked in %s", ssh.FingerprintSHA256(got), cfg.Name, addr, path)
 			default:

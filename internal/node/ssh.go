@@ -160,8 +160,10 @@ func (r *sshRunner) exec(ctx context.Context, cmd string, stdin io.Reader, stdou
 		r.log.Debug("ssh command", "cmd", r.red.cmdForMessage(cmd), "exit", 0, "duration", time.Since(start).Round(time.Millisecond))
 		return nil
 	case errors.As(waitErr, &sshExit):
-		exitErr := &ExitError{Host: r.cfg.Name, Cmd: r.red.cmdForMessage(cmd), ExitCode: sshExit.ExitStatus(),
-			Stderr: r.red.stderrTail(tail.String())}
+		exitErr := &ExitError{
+			Host: r.cfg.Name, Cmd: r.red.cmdForMessage(cmd), ExitCode: sshExit.ExitStatus(),
+			Stderr: r.red.stderrTail(tail.String()),
+		}
 		if sig := sshExit.Signal(); sig != "" {
 			exitErr.Stderr = strings.TrimSpace(exitErr.Stderr + "\n(killed by signal " + sig + ")")
 		}
@@ -197,7 +199,7 @@ func (r *sshRunner) stop(sess *ssh.Session, done <-chan error) string {
 		}
 		timer := time.NewTimer(step.grace)
 		select {
-		case <-done:
+		case <-done: //nolint:errcheck // the command was cancelled: its exit status after the signal is moot
 			timer.Stop()
 			return "stopped by SIG" + string(step.sig)
 		case <-timer.C:
@@ -207,7 +209,7 @@ func (r *sshRunner) stop(sess *ssh.Session, done <-chan error) string {
 	timer := time.NewTimer(killGrace)
 	defer timer.Stop()
 	select {
-	case <-done:
+	case <-done: //nolint:errcheck // as above: only whether it ended matters
 	case <-timer.C:
 	}
 	return "not confirmed stopped, session closed"

@@ -308,8 +308,10 @@ func TestRetryUntilHostIsUp(t *testing.T) {
 	addr := ln.Addr().(*net.TCPAddr)
 	_ = ln.Close() // nothing listens now: connections are refused
 
-	cfg := node.Config{Name: "late", Address: "127.0.0.1", Port: addr.Port, PrivateKeyPEM: keyPEM, RetryFor: 30 * time.Second,
-		HostPublicKey: string(ssh.MarshalAuthorizedKey(hostKey.PublicKey()))}
+	cfg := node.Config{
+		Name: "late", Address: "127.0.0.1", Port: addr.Port, PrivateKeyPEM: keyPEM, RetryFor: 30 * time.Second,
+		HostPublicKey: string(ssh.MarshalAuthorizedKey(hostKey.PublicKey())),
+	}
 	type dialed struct {
 		r   node.Runner
 		err error

@@ -78,8 +78,10 @@ func (c *Cluster) CertFiles(ctx context.Context, t *Target) ([]File, error) {
 		{KubeProxyConf, server, "system:kube-proxy", pki.KubeProxyRequest()},
 		{FlannelConf, server, pki.UserFlannel, pki.FlannelRequest()},
 	}
-	certs = append(certs, certWant{render.PathKubeletServingCert, render.PathKubeletServingKey, ca,
-		pki.KubeletServingRequest(t.Name, []net.IP{ip})})
+	certs = append(certs, certWant{
+		render.PathKubeletServingCert, render.PathKubeletServingKey, ca,
+		pki.KubeletServingRequest(t.Name, []net.IP{ip}),
+	})
 	if t.Role == RoleMaster {
 		files = append(files,
 			File{Path: PKIDir + "/ca.key", Data: ca.KeyPEM, Mode: 0o600, Secret: true},
@@ -102,8 +104,10 @@ func (c *Cluster) CertFiles(ctx context.Context, t *Target) ([]File, error) {
 		}
 		apiIP := net.IP(c.APIServiceIP().AsSlice())
 		certs = append(certs,
-			certWant{PKIDir + "/apiserver.crt", PKIDir + "/apiserver.key", ca,
-				pki.APIServerRequest(net.IP(c.VIP.AsSlice()), masterIPs, masterNames, apiIP, nil)},
+			certWant{
+				PKIDir + "/apiserver.crt", PKIDir + "/apiserver.key", ca,
+				pki.APIServerRequest(net.IP(c.VIP.AsSlice()), masterIPs, masterNames, apiIP, nil),
+			},
 			certWant{PKIDir + "/apiserver-kubelet-client.crt", PKIDir + "/apiserver-kubelet-client.key", ca, pki.APIServerKubeletClientRequest()},
 			certWant{PKIDir + "/front-proxy-client.crt", PKIDir + "/front-proxy-client.key", c.CAs.FrontProxy, pki.FrontProxyClientRequest()},
 			certWant{PKIDir + "/apiserver-etcd-client.crt", PKIDir + "/apiserver-etcd-client.key", c.CAs.Etcd, pki.EtcdClientRequest("kube-apiserver-etcd-client")},

@@ -98,9 +98,11 @@ func TestParseFactsContainerHost(t *testing.T) {
 	check("ClusterUID", f.ClusterUID, "3f1c2a9e-6b7d-4e21-9c55-0d8e4b7a1f20")
 	check("Iface", f.Iface, "eth0")
 	check("Prefix", f.Prefix, 24)
-	check("Active", f.Active, map[string]bool{"containerd": true, "etcd": true, "kube-apiserver": false,
+	check("Active", f.Active, map[string]bool{
+		"containerd": true, "etcd": true, "kube-apiserver": false,
 		"kube-controller-manager": false, "kube-scheduler": false, "kubelet": true, "kube-proxy": true,
-		"flanneld": true, "keepalived": true, "haproxy": false})
+		"flanneld": true, "keepalived": true, "haproxy": false,
+	})
 	check("Versions", f.Versions, map[string]string{"kubelet": "v1.37.2", "etcd": "3.6.4", "containerd": "v2.1.4"})
 }
 
@@ -164,8 +166,10 @@ func goodFacts() phase.Facts {
 	for _, t := range phase.RequiredTools {
 		tools[t] = true
 	}
-	return phase.Facts{Arch: "amd64", Container: "none", Systemd: true, BridgeNF: true, IPForward: true,
-		Tools: tools, Iface: "eth0", Prefix: 24, DiskFreeMiB: 20000, BusyPorts: []int{22}}
+	return phase.Facts{
+		Arch: "amd64", Container: "none", Systemd: true, BridgeNF: true, IPForward: true,
+		Tools: tools, Iface: "eth0", Prefix: 24, DiskFreeMiB: 20000, BusyPorts: []int{22},
+	}
 }
 
 func TestPreflight(t *testing.T) {
@@ -302,8 +306,10 @@ func TestObserve(t *testing.T) {
 		t.Errorf("active %v", o.Active)
 	}
 	cmd := f.Commands()[0]
-	for _, want := range []string{phase.MarkerFile, phase.AppliedHash, "sha256sum -c --quiet " + phase.FilesManifest,
-		"for u in containerd etcd flanneld keepalived kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubelet;"} {
+	for _, want := range []string{
+		phase.MarkerFile, phase.AppliedHash, "sha256sum -c --quiet " + phase.FilesManifest,
+		"for u in containerd etcd flanneld keepalived kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubelet;",
+	} {
 		if !strings.Contains(cmd, want) {
 			t.Errorf("observe script lacks %q:\n%s", want, cmd)
 		}

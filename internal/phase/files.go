@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/render"
 )
@@ -56,11 +57,15 @@ func (c *Cluster) renderedFiles(t *Target) ([]render.File, error) {
 		},
 		resolv,
 		render.KubeProxyUnit{},
-		render.KubeProxyConfig{NodeName: t.Name, ClusterCIDR: c.PodCIDR.String(), Mode: c.ProxyMode,
-			ConntrackMaxPerCore: conntrackFor(t)},
+		render.KubeProxyConfig{
+			NodeName: t.Name, ClusterCIDR: c.PodCIDR.String(), Mode: c.ProxyMode,
+			ConntrackMaxPerCore: conntrackFor(t),
+		},
 		render.FlanneldUnit{NodeName: t.Name, Interface: t.Facts.Iface, IPMasq: true},
-		render.FlannelNetConf{Network: c.PodCIDR.String(), VNI: render.DefaultFlannelVNI, Port: render.DefaultFlannelPort,
-			EnableNFTables: c.ProxyMode == "nftables"},
+		render.FlannelNetConf{
+			Network: c.PodCIDR.String(), VNI: render.DefaultFlannelVNI, Port: render.DefaultFlannelPort,
+			EnableNFTables: c.ProxyMode == "nftables",
+		},
 		render.FlannelCNIConf{CNIVersion: render.DefaultCNIVersion, NetworkName: render.DefaultCNINetworkName},
 	)
 	if t.Role != RoleMaster {
@@ -82,20 +87,28 @@ func (c *Cluster) renderedFiles(t *Target) ([]render.File, error) {
 	}
 	priority := 150 - slices.Index(c.Masters, t)*10
 	files = append(files,
-		render.EtcdUnit{Name: t.Name, IP: t.Address, InitialCluster: members, InitialClusterState: "new", Token: c.UID,
+		render.EtcdUnit{
+			Name: t.Name, IP: t.Address, InitialCluster: members, InitialClusterState: "new", Token: c.UID,
 			DataDir: render.EtcdDataDir, HeartbeatMS: c.EtcdHeartbeatMS, ElectionMS: c.EtcdElectionMS,
-			QuotaBackendBytes: render.DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: render.DefaultEtcdAutoCompactionRetention},
-		render.APIServerUnit{AdvertiseAddress: t.Address, SecurePort: c.APIPort, EtcdIPs: ips, ServiceCIDR: c.ServiceCIDR.String(),
-			ServiceNodePortRange: render.DefaultServiceNodePortRange, ServiceAccountIssuer: render.DefaultServiceAccountIssuer},
+			QuotaBackendBytes: render.DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: render.DefaultEtcdAutoCompactionRetention,
+		},
+		render.APIServerUnit{
+			AdvertiseAddress: t.Address, SecurePort: c.APIPort, EtcdIPs: ips, ServiceCIDR: c.ServiceCIDR.String(),
+			ServiceNodePortRange: render.DefaultServiceNodePortRange, ServiceAccountIssuer: render.DefaultServiceAccountIssuer,
+		},
 		render.AuthenticationConfig{AnonymousPaths: render.DefaultAnonymousPaths()},
 		render.EncryptionConfig{Keys: []render.EncryptionKey{{Name: "key1", Secret: c.EncryptionKey}}},
-		render.ControllerManagerUnit{ClusterName: c.Name, ClusterCIDR: c.PodCIDR.String(), ServiceCIDR: c.ServiceCIDR.String(),
-			NodeCIDRMaskSize: render.DefaultNodeCIDRMaskSize, LeaderElection: le},
+		render.ControllerManagerUnit{
+			ClusterName: c.Name, ClusterCIDR: c.PodCIDR.String(), ServiceCIDR: c.ServiceCIDR.String(),
+			NodeCIDRMaskSize: render.DefaultNodeCIDRMaskSize, LeaderElection: le,
+		},
 		render.SchedulerUnit{},
 		render.SchedulerConfig{LeaderElection: le},
-		render.KeepalivedConfig{RouterID: t.Name, Interface: t.Facts.Iface, VIP: c.VIP.String(), VIPPrefixLen: prefix,
+		render.KeepalivedConfig{
+			RouterID: t.Name, Interface: t.Facts.Iface, VIP: c.VIP.String(), VIPPrefixLen: prefix,
 			VirtualRouterID: KeepalivedRouterID(c.UID), Priority: priority, AuthPass: c.KeepalivedPassword,
-			UnicastSrcIP: t.Address, UnicastPeers: peers},
+			UnicastSrcIP: t.Address, UnicastPeers: peers,
+		},
 		render.KeepalivedCheck{APIServerPort: c.APIPort},
 		render.KeepalivedDropIn{},
 	)
@@ -157,13 +170,17 @@ func (c *Cluster) AddonManifest(name string) ([]byte, error) {
 	switch name {
 	case "rbac":
 		f = render.NewRBACAddon([]string{render.DefaultBootstrapGroup})
+	case "bootstrap-rbac":
+		f = render.BootstrapRBACAddon{Groups: []string{render.DefaultBootstrapGroup}}
 	case "coredns":
 		img, err := c.Select.ImageRef("coredns")
 		if err != nil {
 			return nil, err
 		}
-		f = render.CoreDNSAddon{Image: img, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: c.DNSServiceIP().String(),
-			ClusterDomain: render.DefaultClusterDomain, UpstreamDNS: nonLoopback(c.UpstreamDNS), Replicas: render.DefaultCoreDNSReplicas}
+		f = render.CoreDNSAddon{
+			Image: img, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: c.DNSServiceIP().String(),
+			ClusterDomain: render.DefaultClusterDomain, UpstreamDNS: nonLoopback(c.UpstreamDNS), Replicas: render.DefaultCoreDNSReplicas,
+		}
 	default:
 		return nil, fmt.Errorf("unknown add-on %q", name)
 	}
@@ -174,18 +191,88 @@ func (c *Cluster) AddonManifest(name string) ([]byte, error) {
 	return r.Data, nil
 }
 
-// Reset undoes the install on t and removes the cluster marker.
+// PreinstallFile records, before kubesmith changes anything on a host, the host state that reset must restore
+// and cannot infer: modes of pre-existing directories, package unit enablement, pre-existing runtime paths.
+const PreinstallFile = StateDir + "/preinstall.env"
+
+// preinstallScript writes PreinstallFile once, on the first install.
+const preinstallScript = `if [ ! -f ` + PreinstallFile + ` ]; then
+  e() { [ -e "$1" ] && echo 1 || echo 0; }
+  {
+    echo "containerd_dir_mode=$(stat -c %a /var/lib/containerd 2>/dev/null)"
+    echo "keepalived_enabled=$(systemctl is-enabled keepalived 2>/dev/null)"
+    echo "nri=$(e /run/nri)"
+    echo "netns=$(e /run/netns)"
+    echo "nat_prerouting=$(nft list chain ip nat PREROUTING >/dev/null 2>&1 && echo 1 || echo 0)"
+    echo "network_online=$(systemctl is-active network-online.target 2>/dev/null)"
+  } > ` + PreinstallFile + `.tmp && mv ` + PreinstallFile + `.tmp ` + PreinstallFile + `
+fi`
+
+// restoreScript puts back what PreinstallFile recorded; the values are substituted by Reset.
+func restoreScript(pre map[string]string) string {
+	var b strings.Builder
+	b.WriteString("set +e\n")
+	if m := pre["containerd_dir_mode"]; m != "" && isOctal(m) {
+		fmt.Fprintf(&b, "[ -d /var/lib/containerd ] && chmod %s /var/lib/containerd\n", m)
+	}
+	switch pre["keepalived_enabled"] {
+	case "disabled":
+		b.WriteString("systemctl disable keepalived >/dev/null 2>&1\n")
+	case "masked":
+		b.WriteString("systemctl mask keepalived >/dev/null 2>&1\n")
+	}
+	if pre["nri"] == "0" {
+		b.WriteString("rm -rf /run/nri\n")
+	}
+	if pre["netns"] == "0" {
+		b.WriteString("rmdir /run/netns 2>/dev/null\n")
+	}
+	if pre["nat_prerouting"] == "0" {
+		b.WriteString("nft list chain ip nat PREROUTING 2>/dev/null | grep -q 'jump\\|goto\\|accept\\|drop\\|dnat\\|snat' || nft delete chain ip nat PREROUTING 2>/dev/null\n")
+	}
+	if s := pre["network_online"]; s != "" && s != "active" {
+		b.WriteString("systemctl stop network-online.target 2>/dev/null\n")
+	}
+	// The install lock is taken by kubesmith itself; nothing else uses it.
+	b.WriteString("rm -f /run/lock/kubesmith-" + LockName + ".lock\n")
+	b.WriteString("true\n")
+	return b.String()
+}
+
+func isOctal(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '7' {
+			return false
+		}
+	}
+	return len(s) >= 3 && len(s) <= 4
+}
+
+// Reset undoes the install on t, removes the cluster marker and restores what PreinstallFile recorded.
 func Reset(ctx context.Context, t *Target) error {
+	pre := map[string]string{}
+	if data, err := t.Runner.ReadFile(ctx, PreinstallFile); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				pre[k] = strings.TrimSpace(v)
+			}
+		}
+	}
 	r, err := render.RenderFile(render.ResetScript{
 		Units: render.KubesmithUnits(), PackageUnits: render.PackageUnits(), Binaries: render.InstalledBinaries(),
-		Files: []string{SysctlFile, ModulesFile, "/etc/kubesmith", "/var/lib/kubesmith", "/etc/crictl.yaml", "/etc/keepalived/keepalived.conf",
-			"/etc/keepalived/kubesmith-check-apiserver.sh"},
+		Files: []string{
+			SysctlFile, ModulesFile, "/etc/kubesmith", "/var/lib/kubesmith", "/etc/crictl.yaml", "/etc/keepalived/keepalived.conf",
+			"/etc/keepalived/kubesmith-check-apiserver.sh",
+		},
 	})
 	if err != nil {
 		return err
 	}
 	if _, err := t.Runner.RunInput(ctx, "sh -s", bytesReader(r.Data)); err != nil {
 		return fmt.Errorf("reset: %w", err)
+	}
+	if _, err := t.Runner.RunInput(ctx, "sh -s", strings.NewReader(restoreScript(pre))); err != nil {
+		return fmt.Errorf("restoring the pre-install state: %w", err)
 	}
 	return nil
 }

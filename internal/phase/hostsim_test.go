@@ -230,11 +230,15 @@ func simUnitNeeds(unit string) []string {
 	case "keepalived":
 		return []string{"/etc/keepalived/keepalived.conf", "/etc/systemd/system/keepalived.service.d/10-kubesmith.conf"}
 	case "containerd":
-		return []string{"/etc/systemd/system/containerd.service", "/usr/local/bin/containerd", "/usr/local/sbin/runc",
-			"/etc/kubernetes/containerd/config.toml"}
+		return []string{
+			"/etc/systemd/system/containerd.service", "/usr/local/bin/containerd", "/usr/local/sbin/runc",
+			"/etc/kubernetes/containerd/config.toml",
+		}
 	case "etcd":
-		return []string{"/etc/systemd/system/etcd.service", "/usr/local/bin/etcd", "/etc/kubernetes/pki/etcd/server.crt",
-			"/etc/kubernetes/pki/etcd/peer.crt", "/etc/kubernetes/pki/etcd/ca.crt"}
+		return []string{
+			"/etc/systemd/system/etcd.service", "/usr/local/bin/etcd", "/etc/kubernetes/pki/etcd/server.crt",
+			"/etc/kubernetes/pki/etcd/peer.crt", "/etc/kubernetes/pki/etcd/ca.crt",
+		}
 	default:
 		return []string{"/etc/systemd/system/" + unit + ".service", "/usr/local/bin/" + unit}
 	}
@@ -685,6 +689,15 @@ func (h *simHost) kubectl(cmd string) (node.Result, error) {
 	case args == "apply --server-side --force-conflicts --field-manager=kubesmith -f -":
 		h.c.applies++
 		return node.Result{Stdout: "configured\n"}, nil
+	case strings.HasPrefix(args, "get nodes -o jsonpath=") && strings.Contains(args, ".spec.podCIDR"):
+		// The controller-manager assigns a pod CIDR once kubelet has registered the Node.
+		var b strings.Builder
+		for i, o := range h.c.hosts {
+			if o.active["kubelet"] {
+				fmt.Fprintf(&b, "%s 10.244.%d.0/24\n", o.Name, i)
+			}
+		}
+		return node.Result{Stdout: b.String()}, nil
 	case strings.HasPrefix(args, "get nodes -o jsonpath="):
 		var b strings.Builder
 		for _, o := range h.c.hosts {

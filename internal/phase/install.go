@@ -83,16 +83,31 @@ func Install(ctx context.Context, c *Cluster) error {
 	if err := c.Once(ctx, "api-vip", c.waitVIP); err != nil {
 		return err
 	}
-	if err := c.Once(ctx, "rbac", func(ctx context.Context) error { return c.applyAddon(ctx, "rbac") }); err != nil {
+	if err := c.Once(ctx, "rbac", func(ctx context.Context) error {
+		if err := c.applyAddon(ctx, "rbac"); err != nil {
+			return err
+		}
+		return c.applyAddon(ctx, "bootstrap-rbac")
+	}); err != nil {
 		return err
 	}
 	if err := c.EachHost(ctx, "node-agents", all, func(ctx context.Context, t *Target) error {
-		for _, u := range []string{"kubelet", "kube-proxy", "flanneld"} {
+		for _, u := range []string{"kubelet", "kube-proxy"} {
 			if err := c.startUnit(ctx, t, u, changed.of(t)); err != nil {
 				return err
 			}
 		}
 		return nil
+	}); err != nil {
+		return err
+	}
+	// flanneld takes its subnet from the Node's podCIDR, which the controller-manager assigns once kubelet has
+	// registered the Node; starting it earlier makes it exit.
+	if err := c.Once(ctx, "pod-cidrs", c.waitPodCIDRs); err != nil {
+		return err
+	}
+	if err := c.EachHost(ctx, "pod-network", all, func(ctx context.Context, t *Target) error {
+		return c.startUnit(ctx, t, "flanneld", changed.of(t))
 	}); err != nil {
 		return err
 	}
@@ -142,6 +157,8 @@ func (s *changeSet) of(t *Target) []string {
 // namespaced (net.*) sysctls are written and no module is loaded (DESIGN §3.10).
 func (c *Cluster) prepareHost(ctx context.Context, t *Target) error {
 	script := `set -e
+mkdir -p /etc/kubesmith
+` + preinstallScript + `
 mkdir -p /etc/kubesmith /var/lib/kubesmith/images /etc/kubernetes/pki/etcd /var/lib/kubelet/pki /etc/cni/net.d /opt/cni/bin /run/flannel
 sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
 `
@@ -354,4 +371,30 @@ func (c *Cluster) labelRoles(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// waitPodCIDRs waits until every node is registered and has a pod CIDR.
+func (c *Cluster) waitPodCIDRs(ctx context.Context) error {
+	return Poll(ctx, time.Second, 3*time.Minute, "every node to be registered with a pod CIDR", func(ctx context.Context) (bool, error) {
+		res, err := c.Kubectl(ctx, `get nodes -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.podCIDR}{"\n"}{end}'`, nil)
+		if err != nil {
+			return false, err
+		}
+		have := map[string]bool{}
+		for _, line := range strings.Split(res.Stdout, "\n") {
+			if f := strings.Fields(line); len(f) == 2 {
+				have[f[0]] = true
+			}
+		}
+		var missing []string
+		for _, t := range c.All() {
+			if !have[t.Name] {
+				missing = append(missing, t.Name)
+			}
+		}
+		if len(missing) > 0 {
+			return false, fmt.Errorf("no pod CIDR yet: %s", strings.Join(missing, ", "))
+		}
+		return true, nil
+	})
 }

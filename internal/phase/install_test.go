@@ -183,8 +183,10 @@ func TestInstallFirstRunThenNoOp(t *testing.T) {
 	if err := phase.Install(ctx, fx.c); err != nil {
 		t.Fatalf("first install: %v", err)
 	}
-	wantPhases := []string{"prepare-host", "upload-artifacts", "write-config", "containerd", "etcd", "etcd-healthy",
-		"control-plane", "keepalived", "api-vip", "rbac", "node-agents", "addons", "nodes-ready", "node-roles", "record"}
+	wantPhases := []string{
+		"prepare-host", "upload-artifacts", "write-config", "containerd", "etcd", "etcd-healthy",
+		"control-plane", "keepalived", "api-vip", "rbac", "node-agents", "pod-cidrs", "pod-network", "addons", "nodes-ready", "node-roles", "record",
+	}
 	if !slices.Equal(phases, wantPhases) {
 		t.Errorf("phases on m1:\n got %v\nwant %v", phases, wantPhases)
 	}
@@ -195,7 +197,7 @@ func TestInstallFirstRunThenNoOp(t *testing.T) {
 	for _, h := range fx.sim.hosts {
 		checkInstalledHost(t, fx, h)
 	}
-	if got, want := fx.sim.Applies(), 3; got != want { // rbac, coredns, one user manifest
+	if got, want := fx.sim.Applies(), 4; got != want { // rbac, bootstrap rbac, coredns, one user manifest
 		t.Errorf("kubectl apply ran %d times, want %d", got, want)
 	}
 	if got := fx.sim.Relabels(); got != 3 {
@@ -366,8 +368,10 @@ func checkInstalledHost(t *testing.T, fx *installFixture, h *simHost) {
 		ca       pki.KeyPair
 		req      pki.Request
 	}{
-		{render.PathAPIServerCert, render.PathAPIServerKey, cas.Cluster,
-			pki.APIServerRequest(net.ParseIP(testVIP), masterIPs, []string{"m1", "m2", "m3"}, net.ParseIP("10.96.0.1"), nil)},
+		{
+			render.PathAPIServerCert, render.PathAPIServerKey, cas.Cluster,
+			pki.APIServerRequest(net.ParseIP(testVIP), masterIPs, []string{"m1", "m2", "m3"}, net.ParseIP("10.96.0.1"), nil),
+		},
 		{render.PathKubeletServingCert, render.PathKubeletServingKey, cas.Cluster, pki.KubeletServingRequest(h.Name, []net.IP{ip})},
 		{render.PathAPIServerKubeletClientCert, render.PathAPIServerKubeletClientKey, cas.Cluster, pki.APIServerKubeletClientRequest()},
 		{render.PathFrontProxyClientCert, render.PathFrontProxyClientKey, cas.FrontProxy, pki.FrontProxyClientRequest()},
@@ -443,8 +447,10 @@ func checkInstalledHost(t *testing.T, fx *installFixture, h *simHost) {
 		render.PathContainerdConfig: {"restrict_oom_score_adj = true", "registry.k8s.io/pause:3.10.2"},
 		render.PathKubeletConfig:    {"failSwapOn: false", "failCgroupV1: false", "node-role.kubernetes.io/control-plane"},
 		render.PathKubeProxyConfig:  {"maxPerCore: 0"},
-		render.PathKeepalivedConfig: {"interface eth0", testVIP + "/24 dev eth0", "unicast_src_ip " + h.Addr, "auth_pass k8sVRRP1",
-			fmt.Sprintf("virtual_router_id %d", phase.KeepalivedRouterID(testUID))},
+		render.PathKeepalivedConfig: {
+			"interface eth0", testVIP + "/24 dev eth0", "unicast_src_ip " + h.Addr, "auth_pass k8sVRRP1",
+			fmt.Sprintf("virtual_router_id %d", phase.KeepalivedRouterID(testUID)),
+		},
 		render.PathFlanneldUnit: {"--iface=eth0"},
 		render.PathEtcdUnit:     {"--initial-cluster-token=" + testUID, "m1=https://172.30.0.11:2380,m2=https://172.30.0.12:2380,m3=https://172.30.0.13:2380"},
 	} {

@@ -183,8 +183,10 @@ func TestAPIServerCert(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert := mustParse(t, kp)
-	wantDNS := []string{"api.example.test", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-		"kubernetes.default.svc.cluster.local", "localhost", "m1", "m2", "m3"}
+	wantDNS := []string{
+		"api.example.test", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+		"kubernetes.default.svc.cluster.local", "localhost", "m1", "m2", "m3",
+	}
 	gotDNS := slices.Clone(cert.DNSNames)
 	slices.Sort(gotDNS)
 	if !slices.Equal(gotDNS, wantDNS) {
@@ -248,38 +250,66 @@ func TestLeafUsagesAndChains(t *testing.T) {
 		notMasters bool
 	}
 	leaves := []leaf{
-		{name: "etcd server", issue: func() (KeyPair, error) { return EtcdServerCert(cas.Etcd, "m1", net.ParseIP("172.30.0.11"), testNow) },
+		{
+			name: "etcd server", issue: func() (KeyPair, error) { return EtcdServerCert(cas.Etcd, "m1", net.ParseIP("172.30.0.11"), testNow) },
 			ca: cas.Etcd, cn: "m1", server: true, client: true, dns: []string{"localhost", "m1"},
-			ips: []string{"127.0.0.1", "172.30.0.11", "::1"}, validity: LeafValidity, wrongCAs: []KeyPair{cas.Cluster}},
-		{name: "etcd peer", issue: func() (KeyPair, error) { return EtcdPeerCert(cas.Etcd, "m2", net.ParseIP("172.30.0.12"), testNow) },
+			ips: []string{"127.0.0.1", "172.30.0.11", "::1"}, validity: LeafValidity, wrongCAs: []KeyPair{cas.Cluster},
+		},
+		{
+			name: "etcd peer", issue: func() (KeyPair, error) { return EtcdPeerCert(cas.Etcd, "m2", net.ParseIP("172.30.0.12"), testNow) },
 			ca: cas.Etcd, cn: "m2", server: true, client: true, dns: []string{"localhost", "m2"},
-			ips: []string{"127.0.0.1", "172.30.0.12", "::1"}, validity: LeafValidity, wrongCAs: []KeyPair{cas.Cluster}},
-		{name: "apiserver etcd client", issue: func() (KeyPair, error) { return EtcdClientCert(cas.Etcd, UserAPIServerEtcdClient, testNow) },
-			ca: cas.Etcd, cn: "kube-apiserver-etcd-client", client: true, validity: LeafValidity, wrongCAs: []KeyPair{cas.Cluster}},
-		{name: "etcd healthcheck", issue: func() (KeyPair, error) { return EtcdClientCert(cas.Etcd, UserEtcdHealthcheck, testNow) },
-			ca: cas.Etcd, cn: "kube-etcd-healthcheck-client", client: true, validity: LeafValidity},
-		{name: "apiserver kubelet client", issue: func() (KeyPair, error) { return APIServerKubeletClientCert(cas.Cluster, testNow) },
-			ca: cas.Cluster, cn: "kube-apiserver-kubelet-client", client: true, validity: LeafValidity, notMasters: true},
-		{name: "front proxy client", issue: func() (KeyPair, error) { return FrontProxyClientCert(cas.FrontProxy, testNow) },
-			ca: cas.FrontProxy, cn: "front-proxy-client", client: true, validity: LeafValidity, wrongCAs: []KeyPair{cas.Cluster}},
-		{name: "kubelet serving", issue: func() (KeyPair, error) { return KubeletServingCert(cas.Cluster, "w1", nodeIP, testNow) },
+			ips: []string{"127.0.0.1", "172.30.0.12", "::1"}, validity: LeafValidity, wrongCAs: []KeyPair{cas.Cluster},
+		},
+		{
+			name: "apiserver etcd client", issue: func() (KeyPair, error) { return EtcdClientCert(cas.Etcd, UserAPIServerEtcdClient, testNow) },
+			ca: cas.Etcd, cn: "kube-apiserver-etcd-client", client: true, validity: LeafValidity, wrongCAs: []KeyPair{cas.Cluster},
+		},
+		{
+			name: "etcd healthcheck", issue: func() (KeyPair, error) { return EtcdClientCert(cas.Etcd, UserEtcdHealthcheck, testNow) },
+			ca: cas.Etcd, cn: "kube-etcd-healthcheck-client", client: true, validity: LeafValidity,
+		},
+		{
+			name: "apiserver kubelet client", issue: func() (KeyPair, error) { return APIServerKubeletClientCert(cas.Cluster, testNow) },
+			ca: cas.Cluster, cn: "kube-apiserver-kubelet-client", client: true, validity: LeafValidity, notMasters: true,
+		},
+		{
+			name: "front proxy client", issue: func() (KeyPair, error) { return FrontProxyClientCert(cas.FrontProxy, testNow) },
+			ca: cas.FrontProxy, cn: "front-proxy-client", client: true, validity: LeafValidity, wrongCAs: []KeyPair{cas.Cluster},
+		},
+		{
+			name: "kubelet serving", issue: func() (KeyPair, error) { return KubeletServingCert(cas.Cluster, "w1", nodeIP, testNow) },
 			ca: cas.Cluster, cn: "system:node:w1", org: []string{"system:nodes"}, server: true, dns: []string{"w1"},
-			ips: []string{"172.30.0.21"}, validity: LeafValidity, notMasters: true},
-		{name: "node client", issue: func() (KeyPair, error) { return NodeClientCert(cas.Cluster, "w1", testNow) },
-			ca: cas.Cluster, cn: "system:node:w1", org: []string{"system:nodes"}, client: true, validity: LeafValidity, notMasters: true},
-		{name: "admin", issue: func() (KeyPair, error) { return AdminCert(cas.Cluster, 2*time.Hour, testNow) },
-			ca: cas.Cluster, cn: "kubesmith-admin", org: []string{"system:masters"}, client: true, validity: 2 * time.Hour},
-		{name: "controller manager", issue: func() (KeyPair, error) { return ControllerManagerCert(cas.Cluster, testNow) },
-			ca: cas.Cluster, cn: "system:kube-controller-manager", client: true, validity: LeafValidity, notMasters: true},
-		{name: "scheduler", issue: func() (KeyPair, error) { return SchedulerCert(cas.Cluster, testNow) },
-			ca: cas.Cluster, cn: "system:kube-scheduler", client: true, validity: LeafValidity, notMasters: true},
-		{name: "kube-proxy", issue: func() (KeyPair, error) { return KubeProxyCert(cas.Cluster, testNow) },
-			ca: cas.Cluster, cn: "system:kube-proxy", client: true, validity: LeafValidity, notMasters: true},
-		{name: "pool manager", issue: func() (KeyPair, error) { return PoolManagerCert(cas.Cluster, "demo", testNow) },
+			ips: []string{"172.30.0.21"}, validity: LeafValidity, notMasters: true,
+		},
+		{
+			name: "node client", issue: func() (KeyPair, error) { return NodeClientCert(cas.Cluster, "w1", testNow) },
+			ca: cas.Cluster, cn: "system:node:w1", org: []string{"system:nodes"}, client: true, validity: LeafValidity, notMasters: true,
+		},
+		{
+			name: "admin", issue: func() (KeyPair, error) { return AdminCert(cas.Cluster, 2*time.Hour, testNow) },
+			ca: cas.Cluster, cn: "kubesmith-admin", org: []string{"system:masters"}, client: true, validity: 2 * time.Hour,
+		},
+		{
+			name: "controller manager", issue: func() (KeyPair, error) { return ControllerManagerCert(cas.Cluster, testNow) },
+			ca: cas.Cluster, cn: "system:kube-controller-manager", client: true, validity: LeafValidity, notMasters: true,
+		},
+		{
+			name: "scheduler", issue: func() (KeyPair, error) { return SchedulerCert(cas.Cluster, testNow) },
+			ca: cas.Cluster, cn: "system:kube-scheduler", client: true, validity: LeafValidity, notMasters: true,
+		},
+		{
+			name: "kube-proxy", issue: func() (KeyPair, error) { return KubeProxyCert(cas.Cluster, testNow) },
+			ca: cas.Cluster, cn: "system:kube-proxy", client: true, validity: LeafValidity, notMasters: true,
+		},
+		{
+			name: "pool manager", issue: func() (KeyPair, error) { return PoolManagerCert(cas.Cluster, "demo", testNow) },
 			ca: cas.Cluster, cn: "kubesmith:pool-manager:demo", org: []string{"kubesmith:pool-managers"}, client: true,
-			validity: LeafValidity, notMasters: true, wrongCAs: []KeyPair{cas.Etcd, cas.FrontProxy}},
-		{name: "flannel", issue: func() (KeyPair, error) { return FlannelCert(cas.Cluster, testNow) },
-			ca: cas.Cluster, cn: "kubesmith:flannel", client: true, validity: LeafValidity, notMasters: true},
+			validity: LeafValidity, notMasters: true, wrongCAs: []KeyPair{cas.Etcd, cas.FrontProxy},
+		},
+		{
+			name: "flannel", issue: func() (KeyPair, error) { return FlannelCert(cas.Cluster, testNow) },
+			ca: cas.Cluster, cn: "kubesmith:flannel", client: true, validity: LeafValidity, notMasters: true,
+		},
 	}
 	for _, l := range leaves {
 		t.Run(l.name, func(t *testing.T) {
@@ -489,8 +519,10 @@ func TestKubeconfigRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"apiVersion: v1", "kind: Config", "current-context: kubesmith-admin@kubernetes",
-		"server: https://172.30.0.250:6443", "certificate-authority-data: ", "client-certificate-data: ", "client-key-data: "} {
+	for _, want := range []string{
+		"apiVersion: v1", "kind: Config", "current-context: kubesmith-admin@kubernetes",
+		"server: https://172.30.0.250:6443", "certificate-authority-data: ", "client-certificate-data: ", "client-key-data: ",
+	} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("kubeconfig lacks %q:\n%s", want, data)
 		}

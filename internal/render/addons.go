@@ -108,8 +108,10 @@ func celList(items []string) string {
 // Validate implements File.
 func (a RBACAddon) Validate() error {
 	var e errs
-	for f, v := range map[string]string{"APIServerKubeletClientUser": a.APIServerKubeletClientUser,
-		"FlannelUser": a.FlannelUser, "PoolManagerGroup": a.PoolManagerGroup} {
+	for f, v := range map[string]string{
+		"APIServerKubeletClientUser": a.APIServerKubeletClientUser,
+		"FlannelUser":                a.FlannelUser, "PoolManagerGroup": a.PoolManagerGroup,
+	} {
 		e.word(f, v)
 		if strings.HasPrefix(v, "system:") {
 			e.addf("%s %q must not be a system: identity", f, v)

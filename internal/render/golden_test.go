@@ -33,9 +33,11 @@ var sampleMembers = []EtcdMember{{"m1", "172.30.0.11"}, {"m2", "172.30.0.12"}, {
 var sampleKey = base64.StdEncoding.EncodeToString([]byte("kubesmith-golden-test-key-32byte"))
 
 func sampleManagedFiles() []string {
-	return []string{PathContainerdUnit, PathContainerdConfig, PathKubeletUnit, PathKubeletConfig, PathKubeProxyUnit,
+	return []string{
+		PathContainerdUnit, PathContainerdConfig, PathKubeletUnit, PathKubeletConfig, PathKubeProxyUnit,
 		PathKubeProxyConfig, PathFlanneldUnit, PathFlannelNetConf, PathFlannelCNIConf, PathEtcdUnit, PathAPIServerUnit,
-		PathControllerManagerUnit, PathSchedulerUnit, PathSchedulerConfig, PathKeepalivedConfig}
+		PathControllerManagerUnit, PathSchedulerUnit, PathSchedulerConfig, PathKeepalivedConfig,
+	}
 }
 
 type goldenCase struct {
@@ -45,65 +47,96 @@ type goldenCase struct {
 
 func goldenCases() []goldenCase {
 	return []goldenCase{
-		{"etcd-m1.service", EtcdUnit{Name: "m1", IP: "172.30.0.11", InitialCluster: sampleMembers, InitialClusterState: "new",
+		{"etcd-m1.service", EtcdUnit{
+			Name: "m1", IP: "172.30.0.11", InitialCluster: sampleMembers, InitialClusterState: "new",
 			Token: sampleUID, DataDir: EtcdDataDir, HeartbeatMS: DefaultEtcdHeartbeatMS, ElectionMS: DefaultEtcdElectionMS,
-			QuotaBackendBytes: DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: DefaultEtcdAutoCompactionRetention}},
-		{"etcd-m4-join-tcg.service", EtcdUnit{Name: "m4", IP: "172.30.0.14",
+			QuotaBackendBytes: DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: DefaultEtcdAutoCompactionRetention,
+		}},
+		{"etcd-m4-join-tcg.service", EtcdUnit{
+			Name: "m4", IP: "172.30.0.14",
 			InitialCluster:      append(slices.Clone(sampleMembers), EtcdMember{"m4", "172.30.0.14"}),
 			InitialClusterState: "existing", Token: sampleUID, DataDir: EtcdDataDir, HeartbeatMS: 500, ElectionMS: 5000,
-			QuotaBackendBytes: DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: DefaultEtcdAutoCompactionRetention}},
-		{"kube-apiserver-m1.service", APIServerUnit{AdvertiseAddress: "172.30.0.11", SecurePort: DefaultAPIServerPort,
+			QuotaBackendBytes: DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: DefaultEtcdAutoCompactionRetention,
+		}},
+		{"kube-apiserver-m1.service", APIServerUnit{
+			AdvertiseAddress: "172.30.0.11", SecurePort: DefaultAPIServerPort,
 			EtcdIPs: []string{"172.30.0.11", "172.30.0.12", "172.30.0.13"}, ServiceCIDR: sampleServiceCIDR,
-			ServiceNodePortRange: DefaultServiceNodePortRange, ServiceAccountIssuer: DefaultServiceAccountIssuer}},
+			ServiceNodePortRange: DefaultServiceNodePortRange, ServiceAccountIssuer: DefaultServiceAccountIssuer,
+		}},
 		{"authentication-config.yaml", AuthenticationConfig{AnonymousPaths: DefaultAnonymousPaths()}},
 		{"encryption-config.yaml", EncryptionConfig{Keys: []EncryptionKey{{Name: "key1", Secret: sampleKey}}}},
-		{"kube-controller-manager.service", ControllerManagerUnit{ClusterName: "demo", ClusterCIDR: samplePodCIDR,
-			ServiceCIDR: sampleServiceCIDR, NodeCIDRMaskSize: DefaultNodeCIDRMaskSize, LeaderElection: DefaultLeaderElection()}},
+		{"kube-controller-manager.service", ControllerManagerUnit{
+			ClusterName: "demo", ClusterCIDR: samplePodCIDR,
+			ServiceCIDR: sampleServiceCIDR, NodeCIDRMaskSize: DefaultNodeCIDRMaskSize, LeaderElection: DefaultLeaderElection(),
+		}},
 		{"kube-scheduler.service", SchedulerUnit{}},
 		{"kube-scheduler-config-tcg.yaml", SchedulerConfig{LeaderElection: LeaderElection{
-			LeaseDuration: 60 * time.Second, RenewDeadline: 40 * time.Second, RetryPeriod: 5 * time.Second}}},
+			LeaseDuration: 60 * time.Second, RenewDeadline: 40 * time.Second, RetryPeriod: 5 * time.Second,
+		}}},
 		{"containerd.service", ContainerdUnit{}},
 		{"containerd-config-vm.toml", ContainerdConfig{SandboxImage: DefaultPauseImage}},
 		{"containerd-config-container-host.toml", ContainerdConfig{SandboxImage: DefaultPauseImage, RestrictOOMScoreAdj: true}},
 		{"crictl.yaml", CrictlConfig{}},
 		{"kubelet-m1.service", KubeletUnit{NodeName: "m1", NodeIP: "172.30.0.11"}},
-		{"kubelet-w1-bootstrap.service", KubeletUnit{NodeName: "w1", NodeIP: "172.30.0.21", Bootstrap: true,
-			NodeLabels: map[string]string{"tier": "general", "node.kubernetes.io/pool": "general", "kubesmith.io/cluster": "demo"}}},
-		{"kubelet-config-master-vm.yaml", KubeletConfig{ClusterDNS: []string{sampleClusterDNS}, ClusterDomain: DefaultClusterDomain,
+		{"kubelet-w1-bootstrap.service", KubeletUnit{
+			NodeName: "w1", NodeIP: "172.30.0.21", Bootstrap: true,
+			NodeLabels: map[string]string{"tier": "general", "node.kubernetes.io/pool": "general", "kubesmith.io/cluster": "demo"},
+		}},
+		{"kubelet-config-master-vm.yaml", KubeletConfig{
+			ClusterDNS: []string{sampleClusterDNS}, ClusterDomain: DefaultClusterDomain,
 			ResolvConf: PathResolvConf, FailSwapOn: true, FailCgroupV1: true, RegisterWithTaints: []Taint{ControlPlaneTaint()},
-			MaxPods: DefaultMaxPods}},
-		{"kubelet-config-worker-container-host.yaml", KubeletConfig{ClusterDNS: []string{sampleClusterDNS},
+			MaxPods: DefaultMaxPods,
+		}},
+		{"kubelet-config-worker-container-host.yaml", KubeletConfig{
+			ClusterDNS:    []string{sampleClusterDNS},
 			ClusterDomain: DefaultClusterDomain, ResolvConf: PathResolvConf, MaxPods: DefaultMaxPods,
-			RegisterWithTaints: []Taint{{Key: "dedicated", Value: "ingress", Effect: "NoSchedule"}}}},
+			RegisterWithTaints: []Taint{{Key: "dedicated", Value: "ingress", Effect: "NoSchedule"}},
+		}},
 		{"resolv-upstream.conf", ResolvConf{Nameservers: []string{"172.30.0.1", "192.0.2.53"}, Search: []string{"lab.example"}}},
 		{"resolv-airgap.conf", ResolvConf{}},
 		{"kube-proxy.service", KubeProxyUnit{}},
-		{"kube-proxy-config-iptables-vm.yaml", KubeProxyConfig{NodeName: "m1", ClusterCIDR: samplePodCIDR, Mode: "iptables",
-			ConntrackMaxPerCore: DefaultConntrackMaxPerCore, NodePortAddresses: []string{"primary"}}},
-		{"kube-proxy-config-nftables-container-host.yaml", KubeProxyConfig{NodeName: "w1", ClusterCIDR: samplePodCIDR,
-			Mode: "nftables", ConntrackMaxPerCore: 0}},
+		{"kube-proxy-config-iptables-vm.yaml", KubeProxyConfig{
+			NodeName: "m1", ClusterCIDR: samplePodCIDR, Mode: "iptables",
+			ConntrackMaxPerCore: DefaultConntrackMaxPerCore, NodePortAddresses: []string{"primary"},
+		}},
+		{"kube-proxy-config-nftables-container-host.yaml", KubeProxyConfig{
+			NodeName: "w1", ClusterCIDR: samplePodCIDR,
+			Mode: "nftables", ConntrackMaxPerCore: 0,
+		}},
 		{"flanneld-m1.service", FlanneldUnit{NodeName: "m1", Interface: "eth0", IPMasq: true}},
 		{"flannel-net-conf.json", FlannelNetConf{Network: samplePodCIDR, VNI: DefaultFlannelVNI, Port: DefaultFlannelPort}},
 		{"10-flannel.conflist", FlannelCNIConf{CNIVersion: DefaultCNIVersion, NetworkName: DefaultCNINetworkName}},
-		{"keepalived-m1.conf", KeepalivedConfig{RouterID: "m1", Interface: "eth0", VIP: sampleVIP, VIPPrefixLen: 24,
+		{"keepalived-m1.conf", KeepalivedConfig{
+			RouterID: "m1", Interface: "eth0", VIP: sampleVIP, VIPPrefixLen: 24,
 			VirtualRouterID: 51, Priority: 150, AuthPass: "k8sVRRP1", UnicastSrcIP: "172.30.0.11",
-			UnicastPeers: []string{"172.30.0.12", "172.30.0.13"}}},
-		{"keepalived-single-master.conf", KeepalivedConfig{RouterID: "m1", Interface: "enp1s0", VIP: "192.168.150.10",
-			VIPPrefixLen: 24, VirtualRouterID: 10, Priority: 100, AuthPass: "pw", UnicastSrcIP: "192.168.150.11"}},
+			UnicastPeers: []string{"172.30.0.12", "172.30.0.13"},
+		}},
+		{"keepalived-single-master.conf", KeepalivedConfig{
+			RouterID: "m1", Interface: "enp1s0", VIP: "192.168.150.10",
+			VIPPrefixLen: 24, VirtualRouterID: 10, Priority: 100, AuthPass: "pw", UnicastSrcIP: "192.168.150.11",
+		}},
 		{"check-apiserver.sh", KeepalivedCheck{APIServerPort: DefaultAPIServerPort}},
 		{"keepalived-dropin.conf", KeepalivedDropIn{}},
-		{"coredns-upstream.yaml", CoreDNSAddon{Image: DefaultCoreDNSImage, ImagePullPolicy: "IfNotPresent",
+		{"coredns-upstream.yaml", CoreDNSAddon{
+			Image: DefaultCoreDNSImage, ImagePullPolicy: "IfNotPresent",
 			ClusterDNSIP: sampleClusterDNS, ClusterDomain: DefaultClusterDomain, UpstreamDNS: []string{"192.0.2.53", "192.0.2.54:5353"},
-			Replicas: DefaultCoreDNSReplicas}},
-		{"coredns-airgap.yaml", CoreDNSAddon{Image: DefaultCoreDNSImage, ImagePullPolicy: "Never",
-			ClusterDNSIP: sampleClusterDNS, ClusterDomain: DefaultClusterDomain, Replicas: DefaultCoreDNSReplicas}},
+			Replicas: DefaultCoreDNSReplicas,
+		}},
+		{"coredns-airgap.yaml", CoreDNSAddon{
+			Image: DefaultCoreDNSImage, ImagePullPolicy: "Never",
+			ClusterDNSIP: sampleClusterDNS, ClusterDomain: DefaultClusterDomain, Replicas: DefaultCoreDNSReplicas,
+		}},
 		{"rbac.yaml", NewRBACAddon([]string{DefaultBootstrapGroup})},
 		{"kubelet-bootstrap-rbac.yaml", BootstrapRBACAddon{Groups: []string{DefaultBootstrapGroup}}},
-		{"reset.sh", ResetScript{Units: KubesmithUnits(), PackageUnits: PackageUnits(), Binaries: InstalledBinaries(),
-			Files: []string{"/etc/sysctl.d/99-kubesmith.conf", "/etc/modules-load.d/kubesmith.conf"}}},
-		{"preflight.sh", PreflightScript{TCPPorts: DefaultPreflightTCPPorts(), UDPPorts: DefaultPreflightUDPPorts(),
+		{"reset.sh", ResetScript{
+			Units: KubesmithUnits(), PackageUnits: PackageUnits(), Binaries: InstalledBinaries(),
+			Files: []string{"/etc/sysctl.d/99-kubesmith.conf", "/etc/modules-load.d/kubesmith.conf"},
+		}},
+		{"preflight.sh", PreflightScript{
+			TCPPorts: DefaultPreflightTCPPorts(), UDPPorts: DefaultPreflightUDPPorts(),
 			Tools: DefaultPreflightTools(), Binaries: InstalledBinaries(), ManagedFiles: sampleManagedFiles(),
-			Units: append(KubesmithUnits(), PackageUnits()...), NodeIP: "172.30.0.11"}},
+			Units: append(KubesmithUnits(), PackageUnits()...), NodeIP: "172.30.0.11",
+		}},
 	}
 }
 
@@ -297,9 +330,11 @@ func TestUnitsVerifyWithSystemd(t *testing.T) {
 	mustWrite("/lib/systemd/system/keepalived.service", []byte("[Unit]\nDescription=keepalived\n[Service]\nExecStart=/usr/local/bin/etcd\n"), 0o644)
 	rendered := renderAll(t)
 	var units []string
-	for _, name := range []string{"etcd-m1.service", "kube-apiserver-m1.service", "kube-controller-manager.service",
+	for _, name := range []string{
+		"etcd-m1.service", "kube-apiserver-m1.service", "kube-controller-manager.service",
 		"kube-scheduler.service", "containerd.service", "kubelet-w1-bootstrap.service", "kube-proxy.service",
-		"flanneld-m1.service", "keepalived-dropin.conf"} {
+		"flanneld-m1.service", "keepalived-dropin.conf",
+	} {
 		r := rendered[name]
 		mustWrite(r.Path, r.Data, r.Mode)
 		if strings.HasSuffix(r.Path, ".service") {

@@ -237,7 +237,7 @@ func HashDigests(digests map[string]string) string {
 	slices.Sort(paths)
 	h := sha256.New()
 	for _, p := range paths {
-		fmt.Fprintf(h, "%s  %s\n", digests[p], p)
+		_, _ = fmt.Fprintf(h, "%s  %s\n", digests[p], p) // a hash.Hash never returns a write error
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -179,7 +179,8 @@ func TestPathsReferenced(t *testing.T) {
 		all.Write(r.Data)
 	}
 	text := all.String()
-	for _, p := range []string{PathCACert, PathCAKey, PathAPIServerCert, PathAPIServerKey, PathAPIServerKubeletClientCert,
+	for _, p := range []string{
+		PathCACert, PathCAKey, PathAPIServerCert, PathAPIServerKey, PathAPIServerKubeletClientCert,
 		PathAPIServerKubeletClientKey, PathAPIServerEtcdClientCert, PathAPIServerEtcdClientKey, PathFrontProxyCACert,
 		PathFrontProxyClientCert, PathFrontProxyClientKey, PathSAKey, PathSAPub, PathKubeletServingCert, PathKubeletServingKey,
 		PathEtcdCACert, PathEtcdServerCert, PathEtcdServerKey, PathEtcdPeerCert, PathEtcdPeerKey,
@@ -187,7 +188,8 @@ func TestPathsReferenced(t *testing.T) {
 		PathKubeProxyKubeconfig, PathFlannelKubeconfig, PathAuthenticationConfig, PathEncryptionConfig, PathContainerdConfig,
 		PathKubeletConfig, PathResolvConf, PathKubeProxyConfig, PathSchedulerConfig, PathFlannelNetConf, PathKeepalivedCheck,
 		PathKeepalivedConfig, PathCrictlConfig, ClusterUIDMarker, ContainerdSocket, FlannelSubnetFile, RuncPath, CNIBinDir,
-		CNIConfDir, EtcdDataDir, KubeletCertDir} {
+		CNIConfDir, EtcdDataDir, KubeletCertDir,
+	} {
 		if !strings.Contains(text, p) {
 			t.Errorf("path %s is not referenced by any rendered file", p)
 		}
@@ -260,10 +262,14 @@ func TestIdentitiesMatchPKI(t *testing.T) {
 func TestValidationRejects(t *testing.T) {
 	etcd := goldenCases()[0].file.(EtcdUnit)
 	kubeletCfg := KubeletConfig{ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local", ResolvConf: PathResolvConf, MaxPods: 110}
-	keepalived := KeepalivedConfig{RouterID: "m1", Interface: "eth0", VIP: "172.30.0.250", VIPPrefixLen: 24,
-		VirtualRouterID: 51, Priority: 150, AuthPass: "secret", UnicastSrcIP: "172.30.0.11", UnicastPeers: []string{"172.30.0.12"}}
-	coredns := CoreDNSAddon{Image: DefaultCoreDNSImage, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: "10.96.0.10",
-		ClusterDomain: "cluster.local", Replicas: 2}
+	keepalived := KeepalivedConfig{
+		RouterID: "m1", Interface: "eth0", VIP: "172.30.0.250", VIPPrefixLen: 24,
+		VirtualRouterID: 51, Priority: 150, AuthPass: "secret", UnicastSrcIP: "172.30.0.11", UnicastPeers: []string{"172.30.0.12"},
+	}
+	coredns := CoreDNSAddon{
+		Image: DefaultCoreDNSImage, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: "10.96.0.10",
+		ClusterDomain: "cluster.local", Replicas: 2,
+	}
 	cases := map[string]File{
 		"etcd without itself": func() File {
 			u := etcd
@@ -278,20 +284,32 @@ func TestValidationRejects(t *testing.T) {
 			u.InitialCluster = append(slices.Clone(sampleMembers), sampleMembers[0])
 			return u
 		}(),
-		"apiserver loopback advertise": APIServerUnit{AdvertiseAddress: "127.0.0.1", SecurePort: 6443, EtcdIPs: []string{"172.30.0.11"},
-			ServiceCIDR: "10.96.0.0/12", ServiceNodePortRange: DefaultServiceNodePortRange, ServiceAccountIssuer: DefaultServiceAccountIssuer},
-		"apiserver host bits in CIDR": APIServerUnit{AdvertiseAddress: "172.30.0.11", SecurePort: 6443, EtcdIPs: []string{"172.30.0.11"},
-			ServiceCIDR: "10.96.0.1/12", ServiceNodePortRange: DefaultServiceNodePortRange, ServiceAccountIssuer: DefaultServiceAccountIssuer},
+		"apiserver loopback advertise": APIServerUnit{
+			AdvertiseAddress: "127.0.0.1", SecurePort: 6443, EtcdIPs: []string{"172.30.0.11"},
+			ServiceCIDR: "10.96.0.0/12", ServiceNodePortRange: DefaultServiceNodePortRange, ServiceAccountIssuer: DefaultServiceAccountIssuer,
+		},
+		"apiserver host bits in CIDR": APIServerUnit{
+			AdvertiseAddress: "172.30.0.11", SecurePort: 6443, EtcdIPs: []string{"172.30.0.11"},
+			ServiceCIDR: "10.96.0.1/12", ServiceNodePortRange: DefaultServiceNodePortRange, ServiceAccountIssuer: DefaultServiceAccountIssuer,
+		},
 		"encryption short key": EncryptionConfig{Keys: []EncryptionKey{{Name: "k", Secret: "c2hvcnQ="}}},
-		"controller-manager mask": ControllerManagerUnit{ClusterName: "demo", ClusterCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
-			NodeCIDRMaskSize: 16, LeaderElection: DefaultLeaderElection()},
-		"controller-manager overlap": ControllerManagerUnit{ClusterName: "demo", ClusterCIDR: "10.96.0.0/16", ServiceCIDR: "10.96.0.0/12",
-			NodeCIDRMaskSize: 24, LeaderElection: DefaultLeaderElection()},
-		"leader election order": SchedulerConfig{LeaderElection: LeaderElection{LeaseDuration: 10 * time.Second,
-			RenewDeadline: 15 * time.Second, RetryPeriod: 2 * time.Second}},
+		"controller-manager mask": ControllerManagerUnit{
+			ClusterName: "demo", ClusterCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
+			NodeCIDRMaskSize: 16, LeaderElection: DefaultLeaderElection(),
+		},
+		"controller-manager overlap": ControllerManagerUnit{
+			ClusterName: "demo", ClusterCIDR: "10.96.0.0/16", ServiceCIDR: "10.96.0.0/12",
+			NodeCIDRMaskSize: 24, LeaderElection: DefaultLeaderElection(),
+		},
+		"leader election order": SchedulerConfig{LeaderElection: LeaderElection{
+			LeaseDuration: 10 * time.Second,
+			RenewDeadline: 15 * time.Second, RetryPeriod: 2 * time.Second,
+		}},
 		"containerd bad image": ContainerdConfig{SandboxImage: "pause 3.10"},
-		"kubelet reserved label": KubeletUnit{NodeName: "w1", NodeIP: "172.30.0.21",
-			NodeLabels: map[string]string{"node-role.kubernetes.io/control-plane": ""}},
+		"kubelet reserved label": KubeletUnit{
+			NodeName: "w1", NodeIP: "172.30.0.21",
+			NodeLabels: map[string]string{"node-role.kubernetes.io/control-plane": ""},
+		},
 		"kubelet bad node name":   KubeletUnit{NodeName: "W_1", NodeIP: "172.30.0.21"},
 		"kubelet host resolv":     func() File { c := kubeletCfg; c.ResolvConf = "/etc/resolv.conf"; return c }(),
 		"kubelet bad taint":       func() File { c := kubeletCfg; c.RegisterWithTaints = []Taint{{Key: "a", Effect: "Never"}}; return c }(),
@@ -332,8 +350,10 @@ func TestValidationRejects(t *testing.T) {
 }
 
 func TestKubeletMaySetLabel(t *testing.T) {
-	allowed := []string{"tier", "example.com/x", "kubernetes.io/hostname", "node.kubernetes.io/pool",
-		"foo.kubelet.kubernetes.io/bar", "topology.kubernetes.io/zone"}
+	allowed := []string{
+		"tier", "example.com/x", "kubernetes.io/hostname", "node.kubernetes.io/pool",
+		"foo.kubelet.kubernetes.io/bar", "topology.kubernetes.io/zone",
+	}
 	refused := []string{"node-role.kubernetes.io/control-plane", "kubernetes.io/role", "x.k8s.io/y", "k8s.io/z"}
 	for _, k := range allowed {
 		if !KubeletMaySetLabel(k) {
@@ -370,8 +390,12 @@ func TestHash(t *testing.T) {
 	if Hash(map[string][]byte{"/x": []byte("ab"), "/y": []byte("c")}) == Hash(map[string][]byte{"/x": []byte("a"), "/y": []byte("bc")}) {
 		t.Error("hash is ambiguous")
 	}
-	rs := []Rendered{{Target: Target{Path: "/etc/a.conf"}, Data: []byte("a\n")}, {Target: Target{Path: "/etc/b.conf"}, Data: []byte("bee\n")},
-		{Target: Target{Path: "/etc/c"}}, {Target: Target{Path: ""}, Data: []byte("script")}}
+	rs := []Rendered{
+		{Target: Target{Path: "/etc/a.conf"}, Data: []byte("a\n")},
+		{Target: Target{Path: "/etc/b.conf"}, Data: []byte("bee\n")},
+		{Target: Target{Path: "/etc/c"}},
+		{Target: Target{Path: ""}, Data: []byte("script")},
+	}
 	if HashRendered(rs) != h {
 		t.Error("HashRendered differs from Hash")
 	}
@@ -413,16 +437,20 @@ func TestParseFacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Facts{"preflight.version": "1", "os.id": "debian", "version:/usr/local/bin/kubelet": "Kubernetes v1.37.2",
-		"sha256:/etc/a": "abc", "sha256:/etc/b": "absent", "empty": "", "key": "with=equals"}
+	want := Facts{
+		"preflight.version": "1", "os.id": "debian", "version:/usr/local/bin/kubelet": "Kubernetes v1.37.2",
+		"sha256:/etc/a": "abc", "sha256:/etc/b": "absent", "empty": "", "key": "with=equals",
+	}
 	if !reflect.DeepEqual(f, want) {
 		t.Errorf("facts = %v", f)
 	}
 	if got := f.FileDigests(); !reflect.DeepEqual(got, map[string]string{"/etc/a": "abc", "/etc/b": "absent"}) {
 		t.Errorf("FileDigests = %v", got)
 	}
-	for _, bad := range []string{"preflight.version=1\nnoequals\n", "preflight.version=1\na=1\na=2\n", "os.id=x\n",
-		"preflight.version=1\nBad Key=1\n", "preflight.version=2\n"} {
+	for _, bad := range []string{
+		"preflight.version=1\nnoequals\n", "preflight.version=1\na=1\na=2\n", "os.id=x\n",
+		"preflight.version=1\nBad Key=1\n", "preflight.version=2\n",
+	} {
 		if _, err := ParseFacts(bad); err == nil {
 			t.Errorf("ParseFacts(%q) succeeded", bad)
 		}
@@ -445,9 +473,11 @@ func TestPreflightRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "missing.conf")
-	r, err := RenderFile(PreflightScript{TCPPorts: DefaultPreflightTCPPorts(), UDPPorts: DefaultPreflightUDPPorts(),
+	r, err := RenderFile(PreflightScript{
+		TCPPorts: DefaultPreflightTCPPorts(), UDPPorts: DefaultPreflightUDPPorts(),
 		Tools: []string{"sh", "definitely-not-a-tool"}, Binaries: []string{fake, filepath.Join(dir, "etcd")},
-		ManagedFiles: []string{managed, missing}, Units: []string{"kubelet.service"}, NodeIP: "192.0.2.99"})
+		ManagedFiles: []string{managed, missing}, Units: []string{"kubelet.service"}, NodeIP: "192.0.2.99",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,9 +500,11 @@ func TestPreflightRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, k := range []string{"os.id", "kernel.release", "arch", "cgroup.version", "cap.bnd", "cap.sys_resource", "swap.total_kib",
+	for _, k := range []string{
+		"os.id", "kernel.release", "arch", "cgroup.version", "cap.bnd", "cap.sys_resource", "swap.total_kib",
 		"net.bridge", "sysctl.net.ipv4.ip_forward", "port.tcp.6443", "port.udp.8472", "disk.var.avail_kib", "time.epoch",
-		"virt.container", "iptables.mode", "marker.present", "node_ip.iface", "unit.kubelet.service"} {
+		"virt.container", "iptables.mode", "marker.present", "node_ip.iface", "unit.kubelet.service",
+	} {
 		if _, ok := f[k]; !ok {
 			t.Errorf("fact %s missing", k)
 		}

@@ -13,8 +13,10 @@ import (
 // KubesmithUnits are the systemd units kubesmith installs, in the order reset stops them (kubelet first, so
 // that it restarts no pod; containerd last, because pods are removed through it).
 func KubesmithUnits() []string {
-	return []string{"kubelet.service", "kube-proxy.service", "flanneld.service", "kube-scheduler.service",
-		"kube-controller-manager.service", "kube-apiserver.service", "etcd.service", "containerd.service"}
+	return []string{
+		"kubelet.service", "kube-proxy.service", "flanneld.service", "kube-scheduler.service",
+		"kube-controller-manager.service", "kube-apiserver.service", "etcd.service", "containerd.service",
+	}
 }
 
 // PackageUnits are units of host packages that kubesmith configures with a drop-in and a config file.
@@ -22,8 +24,10 @@ func PackageUnits() []string { return []string{"keepalived.service"} }
 
 // InstalledBinaries are the binaries kubesmith installs from the artifact bundle.
 func InstalledBinaries() []string {
-	bins := []string{"etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-		"kubelet", "kube-proxy", "kubectl", "containerd", "containerd-shim-runc-v2", "ctr", "crictl", "flanneld"}
+	bins := []string{
+		"etcd", "etcdctl", "etcdutl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+		"kubelet", "kube-proxy", "kubectl", "containerd", "containerd-shim-runc-v2", "ctr", "crictl", "flanneld",
+	}
 	out := make([]string, 0, len(bins)+1)
 	for _, b := range bins {
 		out = append(out, path.Join(BinDir, b))
@@ -54,9 +58,11 @@ func (ResetScript) Target() Target {
 }
 
 // protectedPaths may never be removed by reset, whatever the data says.
-var protectedPaths = []string{"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc",
+var protectedPaths = []string{
+	"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc",
 	"/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin",
-	"/usr/local/sbin", "/usr/sbin", "/var", "/var/lib", "/var/log", "/etc/systemd", "/etc/systemd/system"}
+	"/usr/local/sbin", "/usr/sbin", "/var", "/var/lib", "/var/log", "/etc/systemd", "/etc/systemd/system",
+}
 
 // Validate implements File.
 func (s ResetScript) Validate() error {
@@ -83,9 +89,11 @@ var (
 	// defaultPreflightUDPPorts are flannel's VXLAN port.
 	defaultPreflightUDPPorts = []int{8472}
 	// defaultPreflightTools are the host programs kubesmith uses or that its components need.
-	defaultPreflightTools = []string{"iptables", "ip6tables", "iptables-save", "nft", "conntrack", "socat", "ip",
+	defaultPreflightTools = []string{
+		"iptables", "ip6tables", "iptables-save", "nft", "conntrack", "socat", "ip",
 		"mount", "umount", "findmnt", "curl", "keepalived", "haproxy", "systemctl", "sha256sum", "flock", "ss",
-		"modprobe", "sysctl", "timeout"}
+		"modprobe", "sysctl", "timeout",
+	}
 )
 
 // DefaultPreflightTCPPorts returns the default TCP ports to check.

@@ -45,8 +45,10 @@ func TestControlPlaneSmoke(t *testing.T) {
 	if k8sBin == "" || etcdBin == "" {
 		t.Skip("set KUBESMITH_K8S_BIN and KUBESMITH_ETCD_BIN to directories with the v1.37 binaries and etcd v3.7")
 	}
-	for _, addr := range []string{"127.0.0.1:2379", smokeIP + ":2379", smokeIP + ":2380", "127.0.0.1:2381",
-		smokeIP + ":6443", "127.0.0.1:10257", "127.0.0.1:10259"} {
+	for _, addr := range []string{
+		"127.0.0.1:2379", smokeIP + ":2379", smokeIP + ":2380", "127.0.0.1:2381",
+		smokeIP + ":6443", "127.0.0.1:10257", "127.0.0.1:10259",
+	} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Skipf("port %s is busy: %v", addr, err)
@@ -232,24 +234,31 @@ func (s *smoke) run(name string, argv []string) {
 }
 
 func (s *smoke) start() {
-	etcdUnit := EtcdUnit{Name: "m1", IP: smokeIP, InitialCluster: []EtcdMember{{"m1", smokeIP}}, InitialClusterState: "new",
+	etcdUnit := EtcdUnit{
+		Name: "m1", IP: smokeIP, InitialCluster: []EtcdMember{{"m1", smokeIP}}, InitialClusterState: "new",
 		Token: "smoke-test-uid", DataDir: EtcdDataDir, HeartbeatMS: DefaultEtcdHeartbeatMS, ElectionMS: DefaultEtcdElectionMS,
-		QuotaBackendBytes: DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: DefaultEtcdAutoCompactionRetention}
+		QuotaBackendBytes: DefaultEtcdQuotaBackendBytes, AutoCompactionRetention: DefaultEtcdAutoCompactionRetention,
+	}
 	s.run("etcd", s.execStart(etcdUnit.Target().Template, etcdUnit, s.etcdBin))
-	api := APIServerUnit{AdvertiseAddress: smokeIP, SecurePort: DefaultAPIServerPort, EtcdIPs: []string{smokeIP},
-		ServiceCIDR: "10.96.0.0/12", ServiceNodePortRange: DefaultServiceNodePortRange, ServiceAccountIssuer: DefaultServiceAccountIssuer}
+	api := APIServerUnit{
+		AdvertiseAddress: smokeIP, SecurePort: DefaultAPIServerPort, EtcdIPs: []string{smokeIP},
+		ServiceCIDR: "10.96.0.0/12", ServiceNodePortRange: DefaultServiceNodePortRange, ServiceAccountIssuer: DefaultServiceAccountIssuer,
+	}
 	// A loopback advertise address is refused by the lease endpoint reconciler (it would publish a loopback
 	// endpoint), so this one flag is changed too.
 	s.run("kube-apiserver", s.execStart(api.Target().Template, api, s.k8sBin, "--bind-address=0.0.0.0", "--bind-address="+smokeIP,
 		"--endpoint-reconciler-type=lease", "--endpoint-reconciler-type=none"))
 	s.waitReady()
-	kcm := ControllerManagerUnit{ClusterName: "demo", ClusterCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
-		NodeCIDRMaskSize: DefaultNodeCIDRMaskSize, LeaderElection: DefaultLeaderElection()}
+	kcm := ControllerManagerUnit{
+		ClusterName: "demo", ClusterCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
+		NodeCIDRMaskSize: DefaultNodeCIDRMaskSize, LeaderElection: DefaultLeaderElection(),
+	}
 	s.run("kube-controller-manager", s.execStart(kcm.Target().Template, kcm, s.k8sBin))
 	s.run("kube-scheduler", s.execStart(SchedulerUnit{}.Target().Template, SchedulerUnit{}, s.k8sBin))
 	// Both serve /healthz anonymously on 127.0.0.1 with a self-signed certificate, and both take their lease.
 	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}} //nolint:gosec // loopback health probe of a self-signed endpoint
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
+	}} //nolint:gosec // loopback health probe of a self-signed endpoint
 	for _, hp := range []string{"127.0.0.1:10257", "127.0.0.1:10259"} {
 		s.eventually(hp+" /healthz", time.Minute, func() error {
 			req, err := http.NewRequestWithContext(s.ctx, http.MethodGet, "https://"+hp+"/healthz", nil)
@@ -300,7 +309,7 @@ func (s *smoke) get(c *http.Client, path string) (int, string) {
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
@@ -381,8 +390,10 @@ func (s *smoke) applyAddons() {
 	for _, f := range []File{
 		NewRBACAddon([]string{DefaultBootstrapGroup}),
 		BootstrapRBACAddon{Groups: []string{DefaultBootstrapGroup}},
-		CoreDNSAddon{Image: DefaultCoreDNSImage, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: "10.96.0.10",
-			ClusterDomain: DefaultClusterDomain, UpstreamDNS: []string{"192.0.2.53"}, Replicas: DefaultCoreDNSReplicas},
+		CoreDNSAddon{
+			Image: DefaultCoreDNSImage, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: "10.96.0.10",
+			ClusterDomain: DefaultClusterDomain, UpstreamDNS: []string{"192.0.2.53"}, Replicas: DefaultCoreDNSReplicas,
+		},
 	} {
 		r, err := RenderFile(f)
 		if err != nil {
@@ -431,8 +442,10 @@ func (s *smoke) can(kubeconfig string, want bool, verb, group, resource, sub, ns
 	s.t.Helper()
 	review, _ := json.Marshal(map[string]any{
 		"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-		"spec": map[string]any{"resourceAttributes": map[string]string{"verb": verb, "group": group, "resource": resource,
-			"subresource": sub, "namespace": ns, "name": name}},
+		"spec": map[string]any{"resourceAttributes": map[string]string{
+			"verb": verb, "group": group, "resource": resource,
+			"subresource": sub, "namespace": ns, "name": name,
+		}},
 	})
 	out, err := s.kubectl(kubeconfig, string(review), "create", "--validate=false", "-f", "-", "-o", "jsonpath={.status.allowed}")
 	if err != nil {
@@ -448,10 +461,15 @@ func (s *smoke) checkPermissions() {
 	p := s.pool
 	const cert = "certificates.k8s.io"
 	for _, a := range [][6]string{
-		{"create", "", "secrets", "", "kube-system", ""}, {"delete", "", "secrets", "", "kube-system", "bootstrap-token-abcdef"},
-		{"patch", "", "nodes", "", "", "w1"}, {"delete", "", "nodes", "", "", "w1"}, {"list", "", "pods", "", "", ""},
-		{"create", "", "pods", "eviction", "default", "web-1"}, {"get", "apps", "daemonsets", "", "kube-system", "x"},
-		{"list", "policy", "poddisruptionbudgets", "", "", ""}, {"create", cert, "certificatesigningrequests", "", "", ""},
+		{"create", "", "secrets", "", "kube-system", ""},
+		{"delete", "", "secrets", "", "kube-system", "bootstrap-token-abcdef"},
+		{"patch", "", "nodes", "", "", "w1"},
+		{"delete", "", "nodes", "", "", "w1"},
+		{"list", "", "pods", "", "", ""},
+		{"create", "", "pods", "eviction", "default", "web-1"},
+		{"get", "apps", "daemonsets", "", "kube-system", "x"},
+		{"list", "policy", "poddisruptionbudgets", "", "", ""},
+		{"create", cert, "certificatesigningrequests", "", "", ""},
 		{"update", cert, "certificatesigningrequests", "approval", "", "csr-1"},
 		{"approve", cert, "signers", "", "", "kubernetes.io/kube-apiserver-client-kubelet"},
 		{"approve", cert, "signers", "", "", "kubernetes.io/kubelet-serving"},
@@ -459,13 +477,18 @@ func (s *smoke) checkPermissions() {
 		s.can(p, true, a[0], a[1], a[2], a[3], a[4], a[5])
 	}
 	for _, a := range [][6]string{
-		{"get", "", "secrets", "", "kube-system", "bootstrap-token-abcdef"}, {"list", "", "secrets", "", "kube-system", ""},
-		{"watch", "", "secrets", "", "kube-system", ""}, {"create", "", "secrets", "", "default", ""},
-		{"create", "", "pods", "", "default", ""}, {"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", ""},
-		{"escalate", "rbac.authorization.k8s.io", "clusterroles", "", "", ""}, {"impersonate", "", "users", "", "", "x"},
+		{"get", "", "secrets", "", "kube-system", "bootstrap-token-abcdef"},
+		{"list", "", "secrets", "", "kube-system", ""},
+		{"watch", "", "secrets", "", "kube-system", ""},
+		{"create", "", "secrets", "", "default", ""},
+		{"create", "", "pods", "", "default", ""},
+		{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", ""},
+		{"escalate", "rbac.authorization.k8s.io", "clusterroles", "", "", ""},
+		{"impersonate", "", "users", "", "", "x"},
 		{"create", "", "serviceaccounts", "token", "kube-system", "default"},
 		{"approve", cert, "signers", "", "", "kubernetes.io/kube-apiserver-client"},
-		{"get", "", "nodes", "proxy", "", "w1"}, {"create", "", "pods", "exec", "default", "web-1"},
+		{"get", "", "nodes", "proxy", "", "w1"},
+		{"create", "", "pods", "exec", "default", "web-1"},
 	} {
 		s.can(p, false, a[0], a[1], a[2], a[3], a[4], a[5])
 	}
@@ -549,8 +572,10 @@ func (s *smoke) csr(kubeconfig, name, signer string, tmpl *x509.CertificateReque
 	obj := map[string]any{
 		"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
 		"metadata": map[string]any{"name": name},
-		"spec": map[string]any{"request": base64.StdEncoding.EncodeToString(reqPEM), "signerName": signer,
-			"usages": usages, "expirationSeconds": 3600},
+		"spec": map[string]any{
+			"request": base64.StdEncoding.EncodeToString(reqPEM), "signerName": signer,
+			"usages": usages, "expirationSeconds": 3600,
+		},
 	}
 	y, _ := json.Marshal(obj)
 	if out, err := s.kubectl(kubeconfig, string(y), "create", "--validate=false", "-f", "-"); err != nil {
@@ -613,8 +638,10 @@ func (s *smoke) checkCSRs() {
 
 	// kubesmith issues the kubelet serving certificate through the pool manager (it holds no CA key).
 	serving := s.csr(s.pool, "kubelet-serving-w1", "kubernetes.io/kubelet-serving",
-		&x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:w1", Organization: []string{"system:nodes"}},
-			DNSNames: []string{"w1"}, IPAddresses: []net.IP{net.ParseIP("172.30.0.21")}},
+		&x509.CertificateRequest{
+			Subject:  pkix.Name{CommonName: "system:node:w1", Organization: []string{"system:nodes"}},
+			DNSNames: []string{"w1"}, IPAddresses: []net.IP{net.ParseIP("172.30.0.21")},
+		},
 		[]string{"digital signature", "server auth"})
 	if out, err := s.kubectl(s.pool, "", "certificate", "approve", serving); err != nil {
 		s.t.Fatalf("pool manager cannot approve a kubelet serving CSR: %v %s", err, out)

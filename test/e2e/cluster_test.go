@@ -252,13 +252,29 @@ spec:
 		if err := l.Restart(ctx, nodes[2].Name); err != nil {
 			return err
 		}
-		return eventually(ctx, 3*time.Minute, 3*time.Second, func(ctx context.Context) error {
+		if err := eventually(ctx, 3*time.Minute, 3*time.Second, func(ctx context.Context) error {
 			out, err := k.run(ctx, "get", "nodes", "--no-headers")
 			if err != nil {
 				return err
 			}
 			if n := strings.Count(out, " Ready "); n != 3 {
 				return fmt.Errorf("%d Ready nodes:\n%s", n, out)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		// Every kubesmith unit on the restarted node must be running again, not merely the kubelet.
+		return eventually(ctx, 2*time.Minute, 2*time.Second, func(ctx context.Context) error {
+			// systemctl is-active succeeds when any one unit is active, so check every line.
+			res, _ := l.Exec(ctx, nodes[2].Name, "systemctl is-active containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy flanneld keepalived")
+			for _, st := range strings.Fields(res.Stdout) {
+				if st != "active" {
+					return fmt.Errorf("units not all active: %s", strings.Join(strings.Fields(res.Stdout), " "))
+				}
+			}
+			if len(strings.Fields(res.Stdout)) != 9 {
+				return fmt.Errorf("unexpected is-active output: %q", res.Stdout)
 			}
 			return nil
 		})

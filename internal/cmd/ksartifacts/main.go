@@ -44,7 +44,7 @@ var errUsage = errors.New("usage")
 // run executes one subcommand and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		_, _ = fmt.Fprint(stderr, usage)
 		return 2
 	}
 	var err error
@@ -58,17 +58,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "tool":
 		err = cmdTool(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		_, _ = fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "ksartifacts: unknown command %q\n%s", args[0], usage)
+		_, _ = fmt.Fprintf(stderr, "ksartifacts: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
 	switch {
 	case errors.Is(err, errUsage):
 		return 2
 	case err != nil:
-		fmt.Fprintf(stderr, "ksartifacts: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "ksartifacts: %v\n", err)
 		return 1
 	}
 	return 0
@@ -85,7 +85,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		_, _ = fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		return errUsage
 	}
 	return nil
@@ -137,7 +137,7 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "bundle %s: %d files, built in %s\n", dir, len(m.Files), time.Since(start).Round(100*time.Millisecond))
+	_, _ = fmt.Fprintf(stdout, "bundle %s: %d files, built in %s\n", dir, len(m.Files), time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
@@ -161,13 +161,13 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	problems := b.Verify(ctx)
 	for _, p := range problems {
-		fmt.Fprintln(stdout, p.String())
+		_, _ = fmt.Fprintln(stdout, p.String())
 	}
 	n := len(b.Manifest().Files)
 	if len(problems) > 0 {
 		return fmt.Errorf("bundle %s: %d of %d files have problems", *dir, len(problems), n)
 	}
-	fmt.Fprintf(stdout, "bundle %s: all %d files verified in %s\n", *dir, n, time.Since(start).Round(100*time.Millisecond))
+	_, _ = fmt.Fprintf(stdout, "bundle %s: all %d files verified in %s\n", *dir, n, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
@@ -182,13 +182,13 @@ func cmdPath(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, dir)
+	_, _ = fmt.Fprintln(stdout, dir)
 	return nil
 }
 
 func cmdTool(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, "ksartifacts tool: name the tool: tofu or golangci-lint\n")
+		_, _ = fmt.Fprint(stderr, "ksartifacts tool: name the tool: tofu or golangci-lint\n")
 		return errUsage
 	}
 	name := args[0]
@@ -202,6 +202,6 @@ func cmdTool(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, p)
+	_, _ = fmt.Fprintln(stdout, p)
 	return nil
 }

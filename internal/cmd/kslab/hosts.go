@@ -94,21 +94,25 @@ func nodesOutput(lab *containerhosts.Lab, nodes []containerhosts.Node) upOutput 
 	if nodes == nil {
 		nodes = []containerhosts.Node{}
 	}
-	return upOutput{ClientKey: lab.ClientKeyPath(), KnownHosts: lab.KnownHostsPath(), DockerHost: lab.DockerHost(),
-		VIPRange: containerhosts.VIPRange, Nodes: nodes}
+	return upOutput{
+		ClientKey: lab.ClientKeyPath(), KnownHosts: lab.KnownHostsPath(), DockerHost: lab.DockerHost(),
+		VIPRange: containerhosts.VIPRange, Nodes: nodes,
+	}
 }
 
 // hostsCmd runs `kslab hosts <command>`.
 func hostsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, hostsUsage)
+		_, _ = fmt.Fprint(stderr, hostsUsage) // best effort: the usage error is returned anyway
 		return usageError("no hosts command given")
 	}
 	cmd, args := args[0], args[1:]
 	fs, common := newFlagSet(cmd, stderr)
 	switch cmd {
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, hostsUsage)
+		if _, err := fmt.Fprint(stdout, hostsUsage); err != nil {
+			return fmt.Errorf("write usage: %w", err)
+		}
 		return nil
 
 	case "setup":
@@ -206,7 +210,7 @@ func hostsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			err = lab.Restart(ctx, pos[0])
 		}
 		if err == nil {
-			fmt.Fprintf(stderr, "%s %s: done in %.1fs\n", cmd, pos[0], time.Since(t0).Seconds())
+			_, _ = fmt.Fprintf(stderr, "%s %s: done in %.1fs\n", cmd, pos[0], time.Since(t0).Seconds()) // progress note
 		}
 		return err
 
@@ -229,13 +233,19 @@ func hostsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		res, err := lab.Exec(ctx, rest[0], strings.Join(rest[1:], " "))
-		fmt.Fprint(stdout, res.Stdout)
-		fmt.Fprint(stderr, res.Stderr)
+		_, werr := fmt.Fprint(stdout, res.Stdout)
+		_, _ = fmt.Fprint(stderr, res.Stderr) // the command's diagnostics: best effort, like any stderr
 		var ee *containerhosts.ExitError
 		if errors.As(err, &ee) {
 			return &exitCodeError{code: ee.ExitCode}
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		if werr != nil {
+			return fmt.Errorf("exec: write output: %w", werr)
+		}
+		return nil
 
 	case "snapshot":
 		pos, err := parse(fs, args, 1, "one node NAME")
@@ -269,7 +279,9 @@ func hostsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		d := containerhosts.Diff(snaps[0], snaps[1])
 		for _, l := range d {
-			fmt.Fprintln(stdout, l)
+			if _, err := fmt.Fprintln(stdout, l); err != nil {
+				return fmt.Errorf("diff: write output: %w", err)
+			}
 		}
 		if len(d) > 0 {
 			return &exitCodeError{code: 1}
@@ -297,7 +309,7 @@ func hostsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return lab.Teardown(ctx)
 
 	default:
-		fmt.Fprint(stderr, hostsUsage)
+		_, _ = fmt.Fprint(stderr, hostsUsage) // best effort: the usage error is returned anyway
 		return usageError("unknown hosts command %q", cmd)
 	}
 }

@@ -52,17 +52,19 @@ func main() {
 // run dispatches on the substrate.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		_, _ = fmt.Fprint(stderr, usage) // best effort: the usage error is returned anyway
 		return &exitCodeError{code: 2, msg: "no substrate given"}
 	}
 	switch args[0] {
 	case "hosts":
 		return hostsCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		if _, err := fmt.Fprint(stdout, usage); err != nil {
+			return fmt.Errorf("write usage: %w", err)
+		}
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
+		_, _ = fmt.Fprint(stderr, usage) // best effort: the usage error is returned anyway
 		return &exitCodeError{code: 2, msg: fmt.Sprintf("unknown substrate %q", args[0])}
 	}
 }

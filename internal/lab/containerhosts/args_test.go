@@ -9,8 +9,10 @@ import (
 )
 
 func TestCreateArgs(t *testing.T) {
-	plan := nodePlan{name: "ks-2", container: "kslab-ks-2", volume: "kslab-ks-2-containerd", prefix: "ks", index: 2,
-		addr: netip.MustParseAddr("172.30.0.12"), key: hostKey{public: "ssh-ed25519 AAAAtest"}}
+	plan := nodePlan{
+		name: "ks-2", container: "kslab-ks-2", volume: "kslab-ks-2-containerd", prefix: "ks", index: 2,
+		addr: netip.MustParseAddr("172.30.0.12"), key: hostKey{public: "ssh-ed25519 AAAAtest"},
+	}
 	got := createArgs(plan, "kubesmith/host:bookworm-abc", false)
 	want := []string{
 		"create", "--name", "kslab-ks-2", "--hostname", "ks-2",
@@ -59,8 +61,10 @@ func TestDockerdArgs(t *testing.T) {
 		t.Errorf("daemon.json = %s (%v)", daemonJSON(p), err)
 	}
 	cfg := containerdConfig(p)
-	for _, s := range []string{`root = "/s/containerd"`, `state = "/r/containerd"`, `address = "/r/containerd/containerd.sock"`,
-		`"io.containerd.grpc.v1.cri"`, `path = "/s/containerd/opt"`} {
+	for _, s := range []string{
+		`root = "/s/containerd"`, `state = "/r/containerd"`, `address = "/r/containerd/containerd.sock"`,
+		`"io.containerd.grpc.v1.cri"`, `path = "/s/containerd/opt"`,
+	} {
 		if !strings.Contains(cfg, s) {
 			t.Errorf("containerd config lacks %s:\n%s", s, cfg)
 		}
@@ -69,8 +73,10 @@ func TestDockerdArgs(t *testing.T) {
 
 func TestNetworkCreateArgs(t *testing.T) {
 	got := strings.Join(networkCreateArgs(), " ")
-	for _, s := range []string{"--internal", "--subnet 172.30.0.0/24", "--gateway 172.30.0.1", "--ip-range 172.30.0.0/25",
-		"com.docker.network.bridge.name=ksbr0", "enable_ip_masquerade=false"} {
+	for _, s := range []string{
+		"--internal", "--subnet 172.30.0.0/24", "--gateway 172.30.0.1", "--ip-range 172.30.0.0/25",
+		"com.docker.network.bridge.name=ksbr0", "enable_ip_masquerade=false",
+	} {
 		if !strings.Contains(got, s) {
 			t.Errorf("network create lacks %q: %s", s, got)
 		}

@@ -158,7 +158,7 @@ func (l *Lab) startContainerd(ctx context.Context, t tools) error {
 	}
 	err := poll(ctx, 50*time.Millisecond, 60*time.Second, func() (bool, error) {
 		if c, err := net.DialTimeout("unix", l.paths.containerdSock, time.Second); err == nil {
-			c.Close()
+			_ = c.Close() // a probe connection: only its success mattered
 			return true, nil
 		}
 		if !processRunning(pid) {
@@ -244,7 +244,7 @@ func (l *Lab) locked(ctx context.Context, f func() error) error {
 	if err != nil {
 		return fmt.Errorf("lab lock: %w", err)
 	}
-	defer lf.Close() // releases the lock
+	defer func() { _ = lf.Close() }() // releases the lock; the lock file holds no data
 	err = poll(ctx, 200*time.Millisecond, 10*time.Minute, func() (bool, error) {
 		ok, err := tryLock(lf)
 		return ok, err
@@ -273,7 +273,7 @@ func (l *Lab) pingDocker(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ping lab dockerd: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read side: nothing to lose on close
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("ping lab dockerd: %s %s", resp.Status, body)
@@ -354,13 +354,13 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // no-op after a successful rename
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write error is reported; the file is removed
 		return err
 	}
 	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the chmod error is reported; the file is removed
 		return err
 	}
 	if err := tmp.Close(); err != nil {

@@ -88,7 +88,7 @@ func (t tools) requireTools(needCapfix, needBuild bool) error {
 // another apt run. When systemd is PID 1, installing docker.io would start and enable the distribution's
 // dockerd (docker0, MASQUERADE, ip_forward=1); a temporary policy-rc.d stops the start, and the units are
 // disabled again, so only the lab's own dockerd ever runs.
-func (l *Lab) InstallDeps(ctx context.Context) error {
+func (l *Lab) InstallDeps(ctx context.Context) (retErr error) {
 	ctx, p := l.progress(ctx)
 	q, err := DetectQuirks()
 	if err != nil {
@@ -106,7 +106,12 @@ func (l *Lab) InstallDeps(ctx context.Context) error {
 			if err := os.WriteFile(policy, []byte("#!/bin/sh\n# kubesmith lab: no service starts during its apt-get\nexit 101\n"), 0o755); err != nil {
 				return fmt.Errorf("policy-rc.d: %w", err)
 			}
-			defer os.Remove(policy)
+			defer func() {
+				// A policy-rc.d left behind would stop every service start on this host: report it.
+				if err := os.Remove(policy); err != nil {
+					retErr = errors.Join(retErr, fmt.Errorf("remove the temporary %s: %w", policy, err))
+				}
+			}()
 		}
 	}
 	if err := aptInstall(ctx, pkgs); err != nil {

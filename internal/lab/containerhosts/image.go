@@ -39,11 +39,11 @@ func assetsHash(fsys fs.FS, names []string, extra ...string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("asset %s: %w", n, err)
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
+		_, _ = fmt.Fprintf(h, "%s\x00%d\x00", n, len(b)) // a hash.Hash never returns a write error
 		h.Write(b)
 	}
 	for _, e := range extra {
-		fmt.Fprintf(h, "%s\x00", e)
+		_, _ = fmt.Fprintf(h, "%s\x00", e) // a hash.Hash never returns a write error
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
@@ -206,7 +206,7 @@ func (l *Lab) buildTarball(ctx context.Context, p progress, t tools, out string)
 		olds, _ := filepath.Glob(filepath.Join(l.paths.images, "minbase-"+suite+"-*.tar"))
 		for _, f := range olds {
 			if f != minbase {
-				os.Remove(f)
+				_ = os.Remove(f) // best effort: an outdated stage-1 tarball only wastes space
 			}
 		}
 	} else if err != nil {
@@ -244,7 +244,7 @@ func (l *Lab) runBuildScript(ctx context.Context, p progress, t tools, asset str
 	if err := os.WriteFile(scriptPath, script, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", scriptPath, err)
 	}
-	defer os.Remove(scriptPath)
+	defer func() { _ = os.Remove(scriptPath) }() // best effort: the build dir is scratch space
 	cmd := exec.CommandContext(ctx, t.bash, scriptPath)
 	// libmount records userspace mount options in /run/mount/utab, which is the host's /run even inside the
 	// private mount namespace: keep that file in the scratch dir instead.
@@ -272,7 +272,7 @@ func (l *Lab) runBuildScript(ctx context.Context, p progress, t tools, asset str
 		done <- tail
 	}()
 	runErr := cmd.Run()
-	pw.Close()
+	_ = pw.Close() // always nil for an io.PipeWriter; ends the reader goroutine's scan
 	tail := <-done
 	if err := removeScratch(l.paths.build, scriptPath); err != nil {
 		return err

@@ -182,5 +182,6 @@ func (l *Lab) progress(ctx context.Context) (context.Context, progress) {
 }
 
 func (p progress) logf(format string, args ...any) {
-	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.t0).Seconds(), fmt.Sprintf(format, args...))
+	// Progress output is informational; a failing writer must not fail the lab operation.
+	_, _ = fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.t0).Seconds(), fmt.Sprintf(format, args...))
 }

@@ -38,8 +38,10 @@ func hostState(t *testing.T) map[string][]string {
 		t.Fatalf("ip link: %v", err)
 	}
 	st["links"] = normIPOneline(strings.Split(string(links), "\n"))
-	for _, k := range []string{"net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "kernel/panic", "kernel/panic_on_oops",
-		"vm/overcommit_memory", "vm/panic_on_oom", "kernel/pid_max", "fs/protected_regular", "kernel/keys/root_maxkeys"} {
+	for _, k := range []string{
+		"net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "kernel/panic", "kernel/panic_on_oops",
+		"vm/overcommit_memory", "vm/panic_on_oom", "kernel/pid_max", "fs/protected_regular", "kernel/keys/root_maxkeys",
+	} {
 		v, err := os.ReadFile("/proc/sys/" + k)
 		st["sysctl"] = append(st["sysctl"], fmt.Sprintf("%s=%s (%v)", k, strings.TrimSpace(string(v)), err))
 	}
@@ -116,12 +118,12 @@ func TestLabHosts(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ssh %s: %v", n.Name, err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		s, err := c.NewSession()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
+		defer func() { _ = s.Close() }() // io.EOF after CombinedOutput
 		out, err := s.CombinedOutput(cmd)
 		if err != nil {
 			t.Fatalf("ssh %s %q: %v: %s", n.Name, cmd, err, out)
@@ -184,8 +186,10 @@ func TestLabHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := strings.Join(Diff(s1, s3), "\n")
-	for _, want := range []string{"files: + d 0755 0:0 /etc/kubernetes", "unit-files: + ks-probe.service enabled", "units: + ks-probe.service loaded active running",
-		"iptables: + nat :KS-PROBE -"} {
+	for _, want := range []string{
+		"files: + d 0755 0:0 /etc/kubernetes", "unit-files: + ks-probe.service enabled", "units: + ks-probe.service loaded active running",
+		"iptables: + nat :KS-PROBE -",
+	} {
 		if !strings.Contains(d, want) {
 			t.Errorf("diff lacks %q:\n%s", want, d)
 		}

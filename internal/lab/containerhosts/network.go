@@ -53,8 +53,11 @@ func (l *Lab) EnsureNetwork(ctx context.Context) error {
 	d := l.docker(findTools().docker)
 	if out, err := d.run(ctx, nil, "network", "inspect", NetworkName); err == nil {
 		var nets []networkInfo
-		if err := json.Unmarshal([]byte(out), &nets); err != nil || len(nets) != 1 {
-			return fmt.Errorf("inspect network %s: unexpected output: %v", NetworkName, err)
+		if err := json.Unmarshal([]byte(out), &nets); err != nil {
+			return fmt.Errorf("inspect network %s: unexpected output: %w", NetworkName, err)
+		}
+		if len(nets) != 1 {
+			return fmt.Errorf("inspect network %s: unexpected output: %d networks", NetworkName, len(nets))
 		}
 		if !nets[0].matches() {
 			return fmt.Errorf("network %s exists with another layout; remove it (kslab hosts destroy-all)", NetworkName)

@@ -199,8 +199,10 @@ func (l *Lab) Up(ctx context.Context, spec Spec) ([]Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		plans[i] = nodePlan{name: name, container: containerName(name), volume: containerName(name) + "-containerd",
-			prefix: spec.Prefix, index: i + 1, addr: addrs[i], key: key}
+		plans[i] = nodePlan{
+			name: name, container: containerName(name), volume: containerName(name) + "-containerd",
+			prefix: spec.Prefix, index: i + 1, addr: addrs[i], key: key,
+		}
 	}
 	p.logf("creating %d nodes %s-1..%d", spec.Count, spec.Prefix, spec.Count)
 
@@ -224,7 +226,7 @@ func (l *Lab) Up(ctx context.Context, spec Spec) ([]Node, error) {
 	// The first failure cancels the other nodes; report their "context canceled" only if nothing else failed.
 	var real []error
 	for _, e := range errs {
-		if e != nil && !(errors.Is(e, context.Canceled) && ctx.Err() == nil) {
+		if e != nil && (!errors.Is(e, context.Canceled) || ctx.Err() != nil) {
 			real = append(real, e)
 		}
 	}
@@ -247,7 +249,8 @@ func (l *Lab) Up(ctx context.Context, spec Spec) ([]Node, error) {
 }
 
 func (l *Lab) upOne(ctx context.Context, p progress, plan nodePlan, image string, hostModules bool,
-	authorized string, signer ssh.Signer, timeout time.Duration) (Node, error) {
+	authorized string, signer ssh.Signer, timeout time.Duration,
+) (Node, error) {
 	t0 := time.Now()
 	d := l.docker(findTools().docker)
 	if _, err := d.run(ctx, nil, "volume", "create", "--label", labelLab+"=1", "--label", labelPrefix+"="+plan.prefix,
@@ -269,8 +272,10 @@ func (l *Lab) upOne(ctx context.Context, p progress, plan nodePlan, image string
 		return Node{}, err
 	}
 	started := time.Now()
-	n := Node{Name: plan.name, Address: plan.addr.String(), Port: 22, User: SSHUser, HostPublicKey: plan.key.public,
-		Container: plan.container, Prefix: plan.prefix, Running: true}
+	n := Node{
+		Name: plan.name, Address: plan.addr.String(), Port: 22, User: SSHUser, HostPublicKey: plan.key.public,
+		Container: plan.container, Prefix: plan.prefix, Running: true,
+	}
 	if err := l.waitSSH(ctx, d, n, signer, timeout); err != nil {
 		return Node{}, err
 	}
@@ -302,7 +307,7 @@ func (l *Lab) waitSSH(ctx context.Context, d dockerCLI, n Node, signer ssh.Signe
 	defer stop()
 	state, _ := d.run(diagCtx, nil, "inspect", "--format", "{{.State.Status}} exit={{.State.ExitCode}} {{.State.Error}}", n.Container)
 	logs, _ := d.run(diagCtx, nil, "logs", "--tail", "15", n.Container)
-	return fmt.Errorf("wait for ssh: %w (last: %v); container %s; log:\n%s", err, last, strings.TrimSpace(state), logs)
+	return fmt.Errorf("wait for ssh: %w (last: %w); container %s; log:\n%s", err, last, strings.TrimSpace(state), logs)
 }
 
 // containerInfo is the part of `docker inspect` the lab reads.

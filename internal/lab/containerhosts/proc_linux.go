@@ -45,7 +45,8 @@ func startDetached(bin string, args []string, env []string, logPath string) (int
 	if err != nil {
 		return 0, fmt.Errorf("daemon log: %w", err)
 	}
-	defer logf.Close()
+	// The daemon holds its own descriptor of the log; ours was only passed on, never written to.
+	defer func() { _ = logf.Close() }()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout = logf

@@ -76,9 +76,9 @@ func (l *Lab) clientKey() (ssh.Signer, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("client key: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // the key is linked into place; the temporary name goes
 	if _, err := tmp.Write(priv); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write error is reported; the file is removed
 		return nil, "", fmt.Errorf("client key: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
@@ -181,11 +181,11 @@ func dialSSH(ctx context.Context, n Node, cfg *ssh.ClientConfig) (*ssh.Client, e
 		deadline = dl
 	}
 	_ = conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks the handshake; its error is reported
 	defer stop()
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if err != nil {
-		conn.Close()
+		_ = conn.Close() // the handshake error is reported
 		return nil, fmt.Errorf("ssh %s: %w", n.Name, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
@@ -198,12 +198,12 @@ func sshReady(ctx context.Context, n Node, cfg *ssh.ClientConfig) error {
 	if err != nil {
 		return err
 	}
-	defer client.Close()
+	defer func() { _ = client.Close() }() // a probe: only whether the command ran matters
 	sess, err := client.NewSession()
 	if err != nil {
 		return fmt.Errorf("ssh %s: session: %w", n.Name, err)
 	}
-	defer sess.Close()
+	defer func() { _ = sess.Close() }() // io.EOF after Run; the probe's result is Run's
 	if err := sess.Run("true"); err != nil {
 		return fmt.Errorf("ssh %s: %w", n.Name, err)
 	}

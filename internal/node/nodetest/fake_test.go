@@ -59,8 +59,10 @@ func TestScriptedCommands(t *testing.T) {
 	if res, err := f.RunInput(ctx, "cat > /x", strings.NewReader("in")); err != nil || res.ExitCode != 0 {
 		t.Errorf("RunInput: %+v, %v", res, err)
 	}
-	want := []string{"systemctl is-active web", "systemctl is-active db", "systemctl is-active worker",
-		"systemctl start worker", "systemctl is-active worker", "uname -r", "anything else", "cat > /x"}
+	want := []string{
+		"systemctl is-active web", "systemctl is-active db", "systemctl is-active worker",
+		"systemctl start worker", "systemctl is-active worker", "uname -r", "anything else", "cat > /x",
+	}
 	if got := f.Commands(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Commands() = %q, want %q", got, want)
 	}
@@ -98,8 +100,10 @@ func TestFiles(t *testing.T) {
 	if err := f.WriteFile(ctx, "etc/relative", nil, 0o644); err == nil {
 		t.Error("relative path accepted")
 	}
-	wantFiles := map[string][]byte{"/etc/os-release": []byte("ID=debian\n"), "/etc/app/app.conf": []byte("conf"),
-		"/usr/local/bin/app": []byte("ELF")}
+	wantFiles := map[string][]byte{
+		"/etc/os-release": []byte("ID=debian\n"), "/etc/app/app.conf": []byte("conf"),
+		"/usr/local/bin/app": []byte("ELF"),
+	}
 	if got := f.Files(); !reflect.DeepEqual(got, wantFiles) {
 		t.Errorf("Files() = %q", got)
 	}
