@@ -239,25 +239,7 @@ func (e *Engine) connect(ctx context.Context, s SSH, hosts []Host, role phase.Ro
 
 // forEach runs fn on every target in parallel (bounded) and joins the errors.
 func (e *Engine) forEach(ctx context.Context, targets []*phase.Target, fn func(ctx context.Context, t *phase.Target) error) error {
-	sem := make(chan struct{}, e.opts.Parallelism)
-	var wg sync.WaitGroup
-	errs := make([]error, len(targets))
-	for i, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
-			}
-			defer func() { <-sem }()
-			errs[i] = fn(ctx, t)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return phase.Parallel(ctx, e.opts.Parallelism, targets, fn)
 }
 
 // withHostLocks holds the on-host lock file of every target (in a stable order) while fn runs.

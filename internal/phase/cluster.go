@@ -75,14 +75,21 @@ func (c *Cluster) Endpoint() string {
 
 // EachHost runs fn on targets in parallel, bounded by c.Parallel, as the named phase.
 func (c *Cluster) EachHost(ctx context.Context, name string, targets []*Target, fn func(ctx context.Context, t *Target) error) error {
-	limit := c.Parallel
+	return Parallel(ctx, c.Parallel, targets, func(ctx context.Context, t *Target) error {
+		return Step(ctx, c.Progress, name, t, func(ctx context.Context) error { return fn(ctx, t) })
+	})
+}
+
+// Parallel runs fn on every item in parallel, at most limit at once (8 when limit <= 0), and joins the errors
+// in item order. Items not yet started when ctx ends get ctx's error.
+func Parallel[T any](ctx context.Context, limit int, items []T, fn func(ctx context.Context, item T) error) error {
 	if limit <= 0 {
 		limit = 8
 	}
 	sem := make(chan struct{}, limit)
-	errs := make([]error, len(targets))
+	errs := make([]error, len(items))
 	var wg sync.WaitGroup
-	for i, t := range targets {
+	for i, it := range items {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -93,7 +100,7 @@ func (c *Cluster) EachHost(ctx context.Context, name string, targets []*Target, 
 				return
 			}
 			defer func() { <-sem }()
-			errs[i] = Step(ctx, c.Progress, name, t, func(ctx context.Context) error { return fn(ctx, t) })
+			errs[i] = fn(ctx, it)
 		}()
 	}
 	wg.Wait()

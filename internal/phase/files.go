@@ -228,7 +228,8 @@ func restoreScript(pre map[string]string) string {
 		b.WriteString("rmdir /run/netns 2>/dev/null\n")
 	}
 	if pre["nat_prerouting"] == "0" {
-		b.WriteString("nft list chain ip nat PREROUTING 2>/dev/null | grep -q 'jump\\|goto\\|accept\\|drop\\|dnat\\|snat' || nft delete chain ip nat PREROUTING 2>/dev/null\n")
+		// An empty base chain lists as 5 lines (table, chain, hook, two braces); delete it only then.
+		b.WriteString("n=$(nft list chain ip nat PREROUTING 2>/dev/null | wc -l); [ \"$n\" -gt 0 ] && [ \"$n\" -le 5 ] && nft delete chain ip nat PREROUTING\n")
 	}
 	if s := pre["network_online"]; s != "" && s != "active" {
 		b.WriteString("systemctl stop network-online.target 2>/dev/null\n")

@@ -329,4 +329,25 @@ spec:
 		}
 		return nil
 	})
+	tm.measure(t, "second create on the same hosts", func() error {
+		applied = true
+		if _, err := tf.run(ctx, "apply", "-auto-approve", "-input=false", "-no-color"); err != nil {
+			return err
+		}
+		out, err := k.run(ctx, "get", "nodes", "--no-headers")
+		if err != nil {
+			return err
+		}
+		if n := strings.Count(out, " Ready "); n != 3 {
+			return fmt.Errorf("%d Ready nodes after the second create:\n%s", n, out)
+		}
+		return nil
+	})
+	tm.measure(t, "terraform destroy (second)", func() error {
+		_, err := tf.run(ctx, "destroy", "-auto-approve", "-input=false", "-no-color")
+		if err == nil {
+			applied = false
+		}
+		return err
+	})
 }
