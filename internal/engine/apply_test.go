@@ -15,13 +15,14 @@ import (
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node/nodetest"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase/phasetest"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/pki"
 )
 
 // engineFixture is an Engine whose Dial returns simulated container hosts m1-m3 of validSpec.
 type engineFixture struct {
 	t         *testing.T
-	sim       *simCluster
+	sim       *phasetest.Sim
 	eng       *Engine
 	bundleDir string
 	now       time.Time
@@ -35,8 +36,8 @@ func newEngineFixture(t *testing.T) *engineFixture {
 	t.Helper()
 	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the bundle's hash cache
 	fx := &engineFixture{t: t, bundleDir: t.TempDir(), now: time.Now(), down: map[string]error{}}
-	writeBundle(t, fx.bundleDir, testBundleEntries())
-	fx.sim = newSimCluster(t, "172.30.0.250", "m1", "172.30.0.11", "m2", "172.30.0.12", "m3", "172.30.0.13")
+	phasetest.WriteBundle(t, fx.bundleDir, phasetest.BundleEntries())
+	fx.sim = phasetest.NewSim(t, "172.30.0.250", "m1", "172.30.0.11", "m2", "172.30.0.12", "m3", "172.30.0.13")
 	fx.eng = fx.newEngine()
 	return fx
 }
@@ -54,7 +55,7 @@ func (fx *engineFixture) dial(_ context.Context, cfg node.Config) (node.Runner, 
 	if err != nil {
 		return nil, err
 	}
-	h := fx.sim.hostAt(cfg.Address)
+	h := fx.sim.HostAt(cfg.Address)
 	if h == nil {
 		return nil, fmt.Errorf("dial tcp %s:22: no route to host", cfg.Address)
 	}
@@ -91,7 +92,7 @@ func (fx *engineFixture) apply(prior *ClusterState) ClusterState {
 // changes lists the files written or uploaded on any host since the last ResetCounters.
 func (fx *engineFixture) changes() []string {
 	var out []string
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		for _, e := range h.Fake.Events() {
 			if e.Kind == nodetest.KindWrite || e.Kind == nodetest.KindUpload {
 				out = append(out, fmt.Sprintf("%s: %s %s", h.Name, e.Kind, e.Path))
@@ -196,7 +197,7 @@ func TestApplyClusterThenNoOp(t *testing.T) {
 	}
 
 	// Hosts: marker, CA, record without secrets; every mutation under the host lock.
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		if f, _ := h.Fake.File(phase.MarkerFile); string(f.Data) != st.UID+"\n" {
 			t.Errorf("%s: marker %q", h.Name, f.Data)
 		}
@@ -237,7 +238,7 @@ func TestApplyClusterThenNoOp(t *testing.T) {
 	if c := fx.changes(); len(c) != 0 {
 		t.Errorf("second apply changed files:\n%s", strings.Join(c, "\n"))
 	}
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		if r := h.Restarts(); len(r) != 0 {
 			t.Errorf("%s: second apply restarted %v", h.Name, r)
 		}
@@ -264,7 +265,7 @@ func TestApplyClusterAdoptsCrashedRun(t *testing.T) {
 	fx := newEngineFixture(t)
 	ctx := context.Background()
 	// The first create fails late, after the key material is on the masters.
-	fx.sim.host("m2").FailStart("flanneld", true)
+	fx.sim.Host("m2").FailStart("flanneld", true)
 	first, err := fx.eng.ApplyCluster(ctx, fx.spec(), nil, nil)
 	if err == nil {
 		t.Fatal("ApplyCluster succeeded although flanneld cannot start on m2")
@@ -279,7 +280,7 @@ func TestApplyClusterAdoptsCrashedRun(t *testing.T) {
 	}
 
 	// The state of that run is lost; a new create on the same hosts adopts them.
-	fx.sim.host("m2").FailStart("flanneld", false)
+	fx.sim.Host("m2").FailStart("flanneld", false)
 	fx.sim.ResetCounters()
 	fx.eng = fx.newEngine()
 	st := fx.apply(nil)
@@ -308,7 +309,7 @@ func TestApplyClusterAdoptsCrashedRun(t *testing.T) {
 			t.Errorf("adoption rewrote the marker: %s", c)
 		}
 	}
-	if !fx.sim.host("m2").Active("flanneld") {
+	if !fx.sim.Host("m2").Active("flanneld") {
 		t.Error("m2: flanneld not started by the adopting run")
 	}
 }
@@ -318,12 +319,12 @@ func TestApplyClusterAdoptsCrashedRun(t *testing.T) {
 // rewrites neither encryption.key nor the EncryptionConfiguration, and restarts no kube-apiserver.
 func TestAdoptionKeepsEncryptionKey(t *testing.T) {
 	fx := newEngineFixture(t)
-	fx.sim.host("m2").FailStart("flanneld", true)
+	fx.sim.Host("m2").FailStart("flanneld", true)
 	first, err := fx.eng.ApplyCluster(context.Background(), fx.spec(), nil, nil)
 	if err == nil {
 		t.Fatal("first apply succeeded")
 	}
-	fx.sim.host("m2").FailStart("flanneld", false)
+	fx.sim.Host("m2").FailStart("flanneld", false)
 	fx.sim.ResetCounters()
 	fx.eng = fx.newEngine()
 	st := fx.apply(nil)
@@ -335,7 +336,7 @@ func TestAdoptionKeepsEncryptionKey(t *testing.T) {
 			t.Errorf("adoption rewrote %s", c)
 		}
 	}
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		if r := h.Restarts(); r["kube-apiserver"] != 0 {
 			t.Errorf("%s: adoption restarted kube-apiserver", h.Name)
 		}
@@ -346,15 +347,15 @@ func TestApplyClusterAdoptsMarkerOnly(t *testing.T) {
 	fx := newEngineFixture(t)
 	ctx := context.Background()
 	// The first create fails right after writing the markers: no key material reached the hosts.
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		h.Fake.On(`(?s)^set -e\nmkdir -p `, node.Result{Stderr: "mkdir: cannot create directory '/etc/kubesmith': Read-only file system", ExitCode: 1}, nil)
 	}
 	first, err := fx.eng.ApplyCluster(ctx, fx.spec(), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "Read-only file system") {
 		t.Fatalf("want the prepare-host error, got %v", err)
 	}
-	for _, h := range fx.sim.hosts {
-		h.Fake.OnFunc(`(?s)^set -e\nmkdir -p `, h.locked(h.prepare))
+	for _, h := range fx.sim.Hosts() {
+		h.Fake.OnFunc(`(?s)^set -e\nmkdir -p `, h.Prepare)
 	}
 	fx.eng = fx.newEngine()
 	st := fx.apply(nil)
@@ -371,7 +372,7 @@ func TestApplyClusterRefusesForeignHosts(t *testing.T) {
 	ctx := context.Background()
 	st := fx.apply(nil)
 	const other = "0b7c6a5d-1111-4222-8333-444455556666"
-	fx.sim.host("m2").Fake.SetFile(phase.MarkerFile, []byte(other+"\n"), 0o644)
+	fx.sim.Host("m2").Fake.SetFile(phase.MarkerFile, []byte(other+"\n"), 0o644)
 	fx.sim.ResetCounters()
 
 	// With state: the host with another UID is named.
@@ -399,7 +400,7 @@ func TestApplyClusterRefusesForeignHosts(t *testing.T) {
 	if c := fx.changes(); len(c) != 0 {
 		t.Errorf("refused create changed files: %v", c)
 	}
-	if f, _ := fx.sim.host("m2").Fake.File(phase.MarkerFile); string(f.Data) != other+"\n" {
+	if f, _ := fx.sim.Host("m2").Fake.File(phase.MarkerFile); string(f.Data) != other+"\n" {
 		t.Errorf("m2's marker was changed to %q", f.Data)
 	}
 }
@@ -559,7 +560,7 @@ func TestReadCluster(t *testing.T) {
 				t.Errorf("read dials %s with RetryFor %s; it must try once", cfg.Name, cfg.RetryFor)
 			}
 		}
-		for _, h := range fx.sim.hosts {
+		for _, h := range fx.sim.Hosts() {
 			for _, cmd := range h.Fake.Commands() {
 				if strings.Contains(cmd, "flock") {
 					t.Errorf("%s: read took the host lock", h.Name)
@@ -569,7 +570,7 @@ func TestReadCluster(t *testing.T) {
 	})
 
 	t.Run("drift", func(t *testing.T) {
-		m2, m3 := fx.sim.host("m2"), fx.sim.host("m3")
+		m2, m3 := fx.sim.Host("m2"), fx.sim.Host("m3")
 		saved, _ := m2.Fake.File("/etc/kubernetes/kubelet/config.yaml")
 		m2.Fake.SetFile("/etc/kubernetes/kubelet/config.yaml", []byte("edited\n"), 0o644)
 		m3.Stop("kubelet")
@@ -618,11 +619,11 @@ func TestReadCluster(t *testing.T) {
 	})
 
 	t.Run("all hosts unreachable", func(t *testing.T) {
-		for _, h := range fx.sim.hosts {
+		for _, h := range fx.sim.Hosts() {
 			fx.setDown(h.Addr, errors.New("i/o timeout"))
 		}
 		defer func() {
-			for _, h := range fx.sim.hosts {
+			for _, h := range fx.sim.Hosts() {
 				fx.setDown(h.Addr, nil)
 			}
 		}()
@@ -644,8 +645,8 @@ func TestReadCluster(t *testing.T) {
 	})
 
 	t.Run("reset hosts are gone", func(t *testing.T) {
-		saved := map[*simHost]nodetest.File{}
-		for _, h := range fx.sim.hosts {
+		saved := map[*phasetest.Host]nodetest.File{}
+		for _, h := range fx.sim.Hosts() {
 			saved[h], _ = h.Fake.File(phase.MarkerFile)
 			h.Fake.RemoveFile(phase.MarkerFile)
 		}
@@ -671,7 +672,7 @@ func TestReadCluster(t *testing.T) {
 func TestReadClusterObserveFailureIsNotGone(t *testing.T) {
 	fx := newEngineFixture(t)
 	st := fx.apply(nil)
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		h.Fake.On(`(?s)^echo "uid=`, node.Result{Stderr: "sudo: a password is required", ExitCode: 1}, nil)
 	}
 	res, err := fx.eng.ReadCluster(context.Background(), fx.spec(), st)
@@ -679,7 +680,7 @@ func TestReadClusterObserveFailureIsNotGone(t *testing.T) {
 		t.Error("cluster reported gone because the probe command failed on every host")
 	}
 	if err == nil {
-		for _, h := range fx.sim.hosts {
+		for _, h := range fx.sim.Hosts() {
 			if !slices.ContainsFunc(res.Warnings, func(w string) bool {
 				return strings.HasPrefix(w, h.Name+" ") && strings.Contains(w, "could not be probed") && strings.Contains(w, "sudo: a password is required")
 			}) {
@@ -703,7 +704,7 @@ func TestApplyClusterUnreachableHost(t *testing.T) {
 	if c := fx.changes(); len(c) != 0 {
 		t.Errorf("hosts changed although one was unreachable: %v", c)
 	}
-	for _, h := range fx.sim.hosts[:2] {
+	for _, h := range fx.sim.Hosts()[:2] {
 		if !h.Fake.Closed() {
 			t.Errorf("%s: connection left open", h.Name)
 		}
@@ -743,38 +744,33 @@ func TestImportThenDelete(t *testing.T) {
 	if _, _, err := fx.newEngine().ImportCluster(ctx, ssh, arts, "172.30.0.99", testHostKey); err == nil {
 		t.Error("import from an unknown host succeeded")
 	}
-	fx.sim.host("m3").Fake.RemoveFile(phase.RecordFile)
+	fx.sim.Host("m3").Fake.RemoveFile(phase.RecordFile)
 	if _, _, err := fx.newEngine().ImportCluster(ctx, ssh, arts, "172.30.0.13", testHostKey); err == nil || !strings.Contains(err.Error(), "is not a kubesmith master") {
 		t.Errorf("import from a host without the record: %v", err)
 	}
 
 	// Delete resets every host (simulated: the reset script removes everything and stops the units) and
 	// refuses a host that another cluster took over meanwhile.
-	for _, h := range fx.sim.hosts {
-		h.Fake.OnFunc(`^sh -s$`, h.locked(func(string) (node.Result, error) {
-			for p := range h.Fake.Files() {
-				h.Fake.RemoveFile(p)
-			}
-			for u := range h.active {
-				h.active[u] = false
-			}
+	for _, h := range fx.sim.Hosts() {
+		h.Fake.OnFunc(`^sh -s$`, func(string) (node.Result, error) {
+			h.Wipe()
 			return node.Result{}, nil
-		}))
+		})
 	}
 	const other = "0b7c6a5d-1111-4222-8333-444455556666"
-	fx.sim.host("m1").Fake.SetFile(phase.MarkerFile, []byte(other+"\n"), 0o644)
+	fx.sim.Host("m1").Fake.SetFile(phase.MarkerFile, []byte(other+"\n"), 0o644)
 	err = fx.eng.DeleteCluster(ctx, fx.spec(), st, nil)
 	if err == nil || !strings.Contains(err.Error(), "m1") || !strings.Contains(err.Error(), "another cluster (UID "+other) {
 		t.Errorf("delete of a host of another cluster: %v", err)
 	}
-	if _, ok := fx.sim.host("m1").Fake.File(phase.MarkerFile); !ok {
+	if _, ok := fx.sim.Host("m1").Fake.File(phase.MarkerFile); !ok {
 		t.Error("m1 was reset although it belongs to another cluster")
 	}
-	fx.sim.host("m1").Fake.SetFile(phase.MarkerFile, []byte(st.UID+"\n"), 0o644)
+	fx.sim.Host("m1").Fake.SetFile(phase.MarkerFile, []byte(st.UID+"\n"), 0o644)
 	if err := fx.eng.DeleteCluster(ctx, fx.spec(), st, nil); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		if n := len(h.Fake.Files()); n != 0 || h.Active("kubelet") {
 			t.Errorf("%s: %d files left, kubelet running %v", h.Name, n, h.Active("kubelet"))
 		}

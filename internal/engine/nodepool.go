@@ -165,44 +165,15 @@ func ValidateNodePoolSpec(spec NodePoolSpec, availableVersions []string) []Field
 	if len(spec.Hosts) == 0 {
 		add("hosts", "No hosts", "A node pool needs at least one host.")
 	}
-	seenName, seenAddr := map[string]int{}, map[string]int{}
-	for i, h := range spec.Hosts {
-		p := fmt.Sprintf("hosts[%d]", i)
-		if !dnsLabel.MatchString(h.Name) {
-			add(p+".name", "Invalid node name", "%q must be a lower-case DNS label (letters, digits, '-').", h.Name)
-		} else if k, dup := seenName[h.Name]; dup {
-			add(p+".name", "Duplicate node name", "%q is also the name of hosts[%d].", h.Name, k)
-		} else {
-			seenName[h.Name] = i
-		}
-		a, err := netip.ParseAddr(h.Address)
-		switch {
-		case err != nil:
-			add(p+".address", "Invalid address", "%q is not an IP address.", h.Address)
-		case loopbackV4.Contains(a) || a.IsUnspecified():
-			add(p+".address", "Invalid address", "%s cannot be a node address.", a)
-		default:
-			if k, dup := seenAddr[a.String()]; dup {
-				add(p+".address", "Duplicate address", "%s is also the address of hosts[%d].", a, k)
-			} else {
-				seenAddr[a.String()] = i
-			}
-			if nodeOK && !nodeNet.Contains(a) {
-				add(p+".address", "Address outside the node network", "%s is not inside the cluster's node network %s.", a, nodeNet)
-			}
+	validateHosts(spec.Hosts, hostRules{
+		list:    "hosts",
+		network: "the cluster's node network",
+		checkAddr: func(i int, _ Host, a netip.Addr) {
 			if slices.Contains(j.Masters, a.String()) {
-				add(p+".address", "Address of a master", "%s is a master of the cluster; a node pool needs its own hosts.", a)
+				add(fmt.Sprintf("hosts[%d].address", i), "Address of a master", "%s is a master of the cluster; a node pool needs its own hosts.", a)
 			}
-		}
-		if h.HostPublicKey == "" {
-			if spec.SSH.KnownHostsPath == "" {
-				add(p+".host_public_key", "Missing host key",
-					"Host %q has no host_public_key and the provider's ssh.known_hosts_path is not set.", h.Name)
-			}
-		} else if err := ValidateHostPublicKey(h.HostPublicKey); err != nil {
-			add(p+".host_public_key", "Malformed host key", "%v.", err)
-		}
-	}
+		},
+	}, nodeNet, nodeOK, spec.SSH.KnownHostsPath != "", add)
 	for k, val := range spec.Labels {
 		p := "labels[" + k + "]"
 		switch {
@@ -435,28 +406,7 @@ func phaseOnce(ctx context.Context, p phase.Progress, name string, fn func(conte
 
 // forEachNode runs fn for every host in parallel (bounded) and joins the errors.
 func forEachNode(ctx context.Context, limit int, hosts []Host, fn func(context.Context, Host) error) error {
-	if limit <= 0 {
-		limit = 8
-	}
-	sem := make(chan struct{}, limit)
-	errs := make([]error, len(hosts))
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
-			}
-			defer func() { <-sem }()
-			errs[i] = fn(ctx, h)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return phase.Parallel(ctx, limit, hosts, fn)
 }
 
 // workerCluster is the phases' view of a cluster seen from a node pool: no CA key, no masters.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase/phasetest"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/pki"
 )
 
@@ -371,27 +372,25 @@ func newPoolFixture(t *testing.T) *poolFixture {
 	fx := newEngineFixture(t)
 	log := &orderLog{}
 	px := &poolFixture{engineFixture: fx, log: log, api: newFakeKubeAPI(t, log)}
-	fx.sim = newSimCluster(t, "172.30.0.250", "w1", "172.30.0.21", "w2", "172.30.0.22", "w3", "172.30.0.23")
-	for _, h := range fx.sim.hosts {
+	fx.sim = phasetest.NewSim(t, "172.30.0.250", "w1", "172.30.0.21", "w2", "172.30.0.22", "w3", "172.30.0.23")
+	for _, h := range fx.sim.Hosts() {
 		px.installKubelet(h)
 	}
 	return px
 }
 
 // installKubelet simulates the kubelet's TLS bootstrap and the reset script on a worker.
-func (px *poolFixture) installKubelet(h *simHost) {
+func (px *poolFixture) installKubelet(h *phasetest.Host) {
 	check := func(cmd string) (node.Result, error) {
-		if _, ok := h.file(phase.KubeletConf); ok {
+		if _, ok := h.File(phase.KubeletConf); ok {
 			return node.Result{Stdout: "joined\n"}, nil
 		}
 		word := "new"
 		if strings.Contains(cmd, "waiting") {
 			word = "waiting"
 		}
-		h.c.mu.Lock()
-		active := h.active["kubelet"]
-		h.c.mu.Unlock()
-		boot, ok := h.file(phase.BootstrapKubeconfig)
+		active := h.Active("kubelet")
+		boot, ok := h.File(phase.BootstrapKubeconfig)
 		if !active || !ok {
 			return node.Result{Stdout: word + "\n"}, nil
 		}
@@ -430,12 +429,7 @@ func (px *poolFixture) installKubelet(h *simHost) {
 			return node.Result{}, nil
 		}
 		px.log.add("reset " + h.Name)
-		for p := range h.Fake.Files() {
-			h.Fake.RemoveFile(p)
-		}
-		h.c.mu.Lock()
-		h.active = map[string]bool{}
-		h.c.mu.Unlock()
+		h.Wipe()
 		return node.Result{}, nil
 	})
 }
@@ -447,7 +441,7 @@ func (px *poolFixture) spec(names ...string) NodePoolSpec {
 		SSH: SSH{PrivateKeyPath: "/root/.ssh/id_ed25519"}, Artifacts: Artifacts{BundleDir: px.bundleDir}, DrainTimeout: 5 * time.Second,
 	}
 	for _, n := range names {
-		h := px.sim.host(n)
+		h := px.sim.Host(n)
 		s.Hosts = append(s.Hosts, Host{Name: h.Name, Address: h.Addr, HostPublicKey: testHostKey})
 	}
 	return s
@@ -487,11 +481,11 @@ func TestNodePoolJoinScaleAndLabels(t *testing.T) {
 	if len(px.api.secrets) != 0 {
 		t.Errorf("bootstrap tokens left behind: %v", px.api.secrets)
 	}
-	w1 := px.sim.host("w1")
-	if _, ok := w1.file(phase.BootstrapKubeconfig); ok {
+	w1 := px.sim.Host("w1")
+	if _, ok := w1.File(phase.BootstrapKubeconfig); ok {
 		t.Error("bootstrap kubeconfig left on w1")
 	}
-	kc, ok := w1.file(phase.KubeProxyConf)
+	kc, ok := w1.File(phase.KubeProxyConf)
 	if !ok {
 		t.Fatal("no kube-proxy kubeconfig on w1")
 	}
@@ -502,7 +496,7 @@ func TestNodePoolJoinScaleAndLabels(t *testing.T) {
 	if !phase.TokenUsable(spec2.Token, px.api.node("w1").Metadata.UID, time.Now()) {
 		t.Errorf("kube-proxy token not bound to w1's Node: %q", spec2.Token)
 	}
-	crt, _ := w1.file("/etc/kubernetes/pki/kubelet.crt")
+	crt, _ := w1.File("/etc/kubernetes/pki/kubelet.crt")
 	if err := pki.Covers(px.api.ca, crt, pki.KubeletServingRequest("w1", []net.IP{net.ParseIP("172.30.0.21")}), time.Now()); err != nil {
 		t.Errorf("serving certificate: %v", err)
 	}
@@ -520,7 +514,7 @@ func TestNodePoolJoinScaleAndLabels(t *testing.T) {
 	}
 
 	// Second apply: nothing on any host, nothing changes.
-	for _, h := range px.sim.hosts {
+	for _, h := range px.sim.Hosts() {
 		h.Fake.Reset()
 	}
 	st2, err := px.eng.ApplyNodePool(ctx, spec, &st, nil)
@@ -535,7 +529,7 @@ func TestNodePoolJoinScaleAndLabels(t *testing.T) {
 	}
 
 	// Scale up: only w3 is worked on over SSH beyond the read probe.
-	for _, h := range px.sim.hosts {
+	for _, h := range px.sim.Hosts() {
 		h.Fake.Reset()
 	}
 	up := px.spec("w1", "w2", "w3")
@@ -553,7 +547,7 @@ func TestNodePoolJoinScaleAndLabels(t *testing.T) {
 	}
 
 	// Label change: patched in place, no file written anywhere.
-	for _, h := range px.sim.hosts {
+	for _, h := range px.sim.Hosts() {
 		h.Fake.Reset()
 	}
 	relabel := px.spec("w1", "w2", "w3")

@@ -106,47 +106,21 @@ func ValidateClusterSpec(spec ClusterSpec, availableVersions []string) []FieldEr
 		add("control_plane.hosts", "Unsupported number of masters",
 			"Got %d masters. Use 3 for a highly available control plane (etcd keeps quorum when one fails) or 1 for development.", n)
 	}
-	seenAddr := map[string]int{}
-	seenName := map[string]int{}
-	haveKnownHosts := spec.SSH.KnownHostsPath != ""
-	for i, h := range spec.ControlPlane {
-		p := fmt.Sprintf("control_plane.hosts[%d]", i)
-		if !dnsLabel.MatchString(h.Name) {
-			add(p+".name", "Invalid node name", "%q must be a lower-case DNS label (letters, digits, '-').", h.Name)
-		} else if j, dup := seenName[h.Name]; dup {
-			add(p+".name", "Duplicate node name", "%q is also the name of control_plane.hosts[%d].", h.Name, j)
-		} else {
-			seenName[h.Name] = i
-		}
-		a, err := netip.ParseAddr(h.Address)
-		switch {
-		case err != nil:
-			add(p+".address", "Invalid address", "%q is not an IP address.", h.Address)
-		case loopbackV4.Contains(a) || a.IsUnspecified():
-			add(p+".address", "Invalid address", "%s cannot be a node address; use the address the other nodes reach it on.", a)
-		default:
-			if j, dup := seenAddr[a.String()]; dup {
-				add(p+".address", "Duplicate address", "%s is also the address of control_plane.hosts[%d].", a, j)
-			} else {
-				seenAddr[a.String()] = i
-			}
-			if nodeOK && !nodeNet.Contains(a) {
-				add(p+".address", "Address outside the node network", "%s is not inside node_network %s.", a, nodeNet)
-			}
+	validateHosts(spec.ControlPlane, hostRules{
+		list:         "control_plane.hosts",
+		loopbackHint: "; use the address the other nodes reach it on",
+		network:      "node_network",
+		missingKeyHint: func(h Host) string {
+			return fmt.Sprintf(" Give its key (ssh-keyscan -t ed25519 %s, checked out of band) so that the connection is pinned.", h.Address)
+		},
+		malformedKeyHint: ` Expected one line such as "ssh-ed25519 AAAAC3Nza...".`,
+		checkAddr: func(i int, h Host, a netip.Addr) {
 			if vipErr == nil && a == vip {
 				add("api_vip", "API VIP equals a node address",
 					"%s is the address of control_plane.hosts[%d] (%s). The VIP must be a free address that moves between masters.", vip, i, h.Name)
 			}
-		}
-		if h.HostPublicKey == "" {
-			if !haveKnownHosts {
-				add(p+".host_public_key", "Missing host key",
-					"Host %q has no host_public_key and the provider's ssh.known_hosts_path is not set. Give its key (ssh-keyscan -t ed25519 %s, checked out of band) so that the connection is pinned.", h.Name, h.Address)
-			}
-		} else if err := ValidateHostPublicKey(h.HostPublicKey); err != nil {
-			add(p+".host_public_key", "Malformed host key", "%v. Expected one line such as \"ssh-ed25519 AAAAC3Nza...\".", err)
-		}
-	}
+		},
+	}, nodeNet, nodeOK, spec.SSH.KnownHostsPath != "", add)
 	if spec.SSH.PrivateKey == "" && spec.SSH.PrivateKeyPath == "" && !spec.SSH.UseAgent {
 		add("ssh", "Missing SSH key",
 			"No SSH credentials: set ssh.private_key_path or ssh.private_key in the provider block, or ssh.use_agent = true.")
@@ -192,6 +166,64 @@ func ValidateHostPublicKey(s string) error {
 		return fmt.Errorf("the host key does not parse: %w", err)
 	}
 	return nil
+}
+
+// hostRules are what differs between checking a cluster's masters and a node pool's hosts.
+type hostRules struct {
+	list             string                            // path of the host list, such as "hosts"
+	loopbackHint     string                            // appended to the detail of a loopback or unspecified address
+	network          string                            // how details name the node network
+	missingKeyHint   func(h Host) string               // appended to the detail of a missing host key; nil: nothing
+	malformedKeyHint string                            // appended to the detail of a malformed host key
+	checkAddr        func(i int, h Host, a netip.Addr) // further checks of hosts[i]'s valid node address; nil: none
+}
+
+// validateHosts checks the names, addresses and host keys of hosts, reporting through add: names must be unique
+// DNS labels, addresses unique usable IP addresses inside nodeNet (when nodeOK), and every host needs a
+// well-formed host key unless knownHosts (the provider has a known_hosts file).
+func validateHosts(hosts []Host, r hostRules, nodeNet netip.Prefix, nodeOK, knownHosts bool, add func(path, summary, detail string, args ...any)) {
+	seenName, seenAddr := map[string]int{}, map[string]int{}
+	for i, h := range hosts {
+		p := fmt.Sprintf("%s[%d]", r.list, i)
+		if !dnsLabel.MatchString(h.Name) {
+			add(p+".name", "Invalid node name", "%q must be a lower-case DNS label (letters, digits, '-').", h.Name)
+		} else if k, dup := seenName[h.Name]; dup {
+			add(p+".name", "Duplicate node name", "%q is also the name of %s[%d].", h.Name, r.list, k)
+		} else {
+			seenName[h.Name] = i
+		}
+		a, err := netip.ParseAddr(h.Address)
+		switch {
+		case err != nil:
+			add(p+".address", "Invalid address", "%q is not an IP address.", h.Address)
+		case loopbackV4.Contains(a) || a.IsUnspecified():
+			add(p+".address", "Invalid address", "%s cannot be a node address%s.", a, r.loopbackHint)
+		default:
+			if k, dup := seenAddr[a.String()]; dup {
+				add(p+".address", "Duplicate address", "%s is also the address of %s[%d].", a, r.list, k)
+			} else {
+				seenAddr[a.String()] = i
+			}
+			if nodeOK && !nodeNet.Contains(a) {
+				add(p+".address", "Address outside the node network", "%s is not inside %s %s.", a, r.network, nodeNet)
+			}
+			if r.checkAddr != nil {
+				r.checkAddr(i, h, a)
+			}
+		}
+		if h.HostPublicKey == "" {
+			if !knownHosts {
+				hint := ""
+				if r.missingKeyHint != nil {
+					hint = r.missingKeyHint(h)
+				}
+				add(p+".host_public_key", "Missing host key",
+					"Host %q has no host_public_key and the provider's ssh.known_hosts_path is not set.%s", h.Name, hint)
+			}
+		} else if err := ValidateHostPublicKey(h.HostPublicKey); err != nil {
+			add(p+".host_public_key", "Malformed host key", "%v.%s", err, r.malformedKeyHint)
+		}
+	}
 }
 
 func parsePrefix(s string) (netip.Prefix, bool) {

@@ -13,6 +13,7 @@ import (
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node/nodetest"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase/phasetest"
 )
 
 // containerHostFacts is what the facts script prints on a privileged Docker "node" container of this machine
@@ -130,8 +131,8 @@ func TestParseFactsErrors(t *testing.T) {
 }
 
 func TestGatherFacts(t *testing.T) {
-	sim := newSimCluster(t, testVIP, "m1", "172.30.0.11")
-	h := sim.host("m1")
+	sim := phasetest.NewSim(t, testVIP, "m1", "172.30.0.11")
+	h := sim.Host("m1")
 	h.ClockOffset = 2 * time.Minute
 	tg := &phase.Target{Name: "m1", Address: "172.30.0.11", Role: phase.RoleMaster, Runner: h.Fake}
 	f, err := phase.GatherFacts(context.Background(), tg)
@@ -336,7 +337,7 @@ func TestObserveSeesDriftOnSimulatedHost(t *testing.T) {
 	if err := phase.Install(ctx, fx.c); err != nil {
 		t.Fatal(err)
 	}
-	m1 := fx.sim.host("m1")
+	m1 := fx.sim.Host("m1")
 	o, err := phase.Observe(ctx, fx.c.Masters[0])
 	if err != nil {
 		t.Fatal(err)
@@ -357,7 +358,7 @@ func TestObserveSeesDriftOnSimulatedHost(t *testing.T) {
 }
 
 func TestSelection(t *testing.T) {
-	m := writeBundle(t, t.TempDir(), testBundleEntries())
+	m := phasetest.WriteBundle(t, t.TempDir(), phasetest.BundleEntries())
 	s := phase.Selection{Manifest: m, KubernetesVersion: "v1.37.2", Arch: "amd64"}
 	master, err := s.Binaries(phase.RoleMaster)
 	if err != nil {
@@ -400,8 +401,8 @@ func TestSelection(t *testing.T) {
 // TestSelectionNewestForArch checks that pick takes the newest version that exists for the hosts' architecture
 // (and for the file asked for), so that an etcd that exists for arm64 only does not stop amd64 hosts.
 func TestSelectionNewestForArch(t *testing.T) {
-	es := append(testBundleEntries(), bundleEntry{"etcd", "etcd", "3.7.0", "arm64", artifacts.KindBinary, ""})
-	m := writeBundle(t, t.TempDir(), es)
+	es := append(phasetest.BundleEntries(), phasetest.BundleEntry{Component: "etcd", Name: "etcd", Version: "3.7.0", Arch: "arm64", Kind: artifacts.KindBinary})
+	m := phasetest.WriteBundle(t, t.TempDir(), es)
 	s := phase.Selection{Manifest: m, KubernetesVersion: "v1.37.2", Arch: "amd64"}
 	if _, err := s.Binaries(phase.RoleMaster); err != nil {
 		t.Errorf("amd64 masters cannot be installed because of an arm64-only etcd: %v", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node/nodetest"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase/phasetest"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/pki"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/render"
 )
@@ -33,7 +34,7 @@ const (
 // installFixture is a three-master cluster on simulated container hosts with a small bundle.
 type installFixture struct {
 	c         *phase.Cluster
-	sim       *simCluster
+	sim       *phasetest.Sim
 	bundleDir string
 	manifest  *artifacts.Manifest
 	now       time.Time
@@ -44,7 +45,7 @@ func newInstallFixture(t *testing.T) *installFixture {
 	ctx := context.Background()
 	now := time.Now()
 	dir := t.TempDir()
-	m := writeBundle(t, dir, testBundleEntries())
+	m := phasetest.WriteBundle(t, dir, phasetest.BundleEntries())
 	bundle, err := artifacts.Open(dir, artifacts.WithCacheDir(""))
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +58,9 @@ func newInstallFixture(t *testing.T) *installFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim := newSimCluster(t, testVIP, "m1", "172.30.0.11", "m2", "172.30.0.12", "m3", "172.30.0.13")
+	sim := phasetest.NewSim(t, testVIP, "m1", "172.30.0.11", "m2", "172.30.0.12", "m3", "172.30.0.13")
 	var masters []*phase.Target
-	for _, h := range sim.hosts {
+	for _, h := range sim.Hosts() {
 		tg := &phase.Target{Name: h.Name, Address: h.Addr, Role: phase.RoleMaster, Runner: h.Fake}
 		if tg.Facts, err = phase.GatherFacts(ctx, tg); err != nil {
 			t.Fatal(err)
@@ -190,11 +191,11 @@ func TestInstallFirstRunThenNoOp(t *testing.T) {
 	if !slices.Equal(phases, wantPhases) {
 		t.Errorf("phases on m1:\n got %v\nwant %v", phases, wantPhases)
 	}
-	m1 := fx.sim.host("m1")
+	m1 := fx.sim.Host("m1")
 	checkGolden(t, "install-first-run.golden", transcript(m1.Fake, fx.bundleDir))
 
 	// (b) what the first run left on every host.
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		checkInstalledHost(t, fx, h)
 	}
 	if got, want := fx.sim.Applies(), 4; got != want { // rbac, bootstrap rbac, coredns, one user manifest
@@ -203,7 +204,7 @@ func TestInstallFirstRunThenNoOp(t *testing.T) {
 	if got := fx.sim.Relabels(); got != 3 {
 		t.Errorf("%d Nodes labelled, want 3", got)
 	}
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		if p := h.Pending(); len(p) != 0 {
 			t.Errorf("%s: pending-restart markers left after a successful run: %v", h.Name, p)
 		}
@@ -216,7 +217,7 @@ func TestInstallFirstRunThenNoOp(t *testing.T) {
 		t.Fatalf("second install: %v", err)
 	}
 	checkGolden(t, "install-second-run.golden", transcript(m1.Fake, fx.bundleDir))
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		for _, e := range h.Fake.Events() {
 			switch {
 			case e.Kind == nodetest.KindWrite || e.Kind == nodetest.KindUpload:
@@ -246,7 +247,7 @@ func TestInstallFirstRunThenNoOp(t *testing.T) {
 }
 
 // checkInstalledHost checks the files, units and images that the first run left on h.
-func checkInstalledHost(t *testing.T, fx *installFixture, h *simHost) {
+func checkInstalledHost(t *testing.T, fx *installFixture, h *phasetest.Host) {
 	t.Helper()
 	files := h.Fake.Files()
 	mode := func(p string) os.FileMode {
@@ -318,10 +319,10 @@ func checkInstalledHost(t *testing.T, fx *installFixture, h *simHost) {
 			t.Errorf("%s: %s has mode %04o, want %04o", h.Name, a.Dest, m, a.Mode)
 		}
 	}
-	if v, _ := h.binVersion("/usr/local/bin/etcd"); v != "3.6.4" {
+	if v, _ := h.BinVersion("/usr/local/bin/etcd"); v != "3.6.4" {
 		t.Errorf("%s: etcd %s installed, want the newest in the bundle, 3.6.4", h.Name, v)
 	}
-	if v, _ := h.binVersion("/usr/local/bin/kube-apiserver"); v != "v1.37.2" {
+	if v, _ := h.BinVersion("/usr/local/bin/kube-apiserver"); v != "v1.37.2" {
 		t.Errorf("%s: kube-apiserver %s installed, want v1.37.2", h.Name, v)
 	}
 	if _, ok := files[phase.ImagesDir+"/pause-3.10.2.oci.tar"]; !ok {
@@ -468,7 +469,7 @@ func checkInstalledHost(t *testing.T, fx *installFixture, h *simHost) {
 			t.Errorf("%s: %s does not list %s", h.Name, phase.FilesManifest, p)
 		}
 	}
-	if drift := h.sha256Check(list, ""); drift != "" {
+	if drift := h.SHA256Check(list, ""); drift != "" {
 		t.Errorf("%s: %s does not match the files: %s", h.Name, phase.FilesManifest, drift)
 	}
 }
@@ -479,7 +480,7 @@ func TestInstallRepairsDrift(t *testing.T) {
 	if err := phase.Install(ctx, fx.c); err != nil {
 		t.Fatalf("first install: %v", err)
 	}
-	m1, m2, m3 := fx.sim.host("m1"), fx.sim.host("m2"), fx.sim.host("m3")
+	m1, m2, m3 := fx.sim.Host("m1"), fx.sim.Host("m2"), fx.sim.Host("m3")
 	m1.Stop("flanneld")
 	m1.DeleteImage("registry.k8s.io/coredns/coredns:v1.12.3")
 	m2.Fake.SetFile(render.PathKubeletConfig, []byte("edited by hand\n"), 0o644)
@@ -489,7 +490,7 @@ func TestInstallRepairsDrift(t *testing.T) {
 	if err := phase.Install(ctx, fx.c); err != nil {
 		t.Fatalf("repair: %v", err)
 	}
-	changes := func(h *simHost) []string {
+	changes := func(h *phasetest.Host) []string {
 		var out []string
 		for _, e := range h.Fake.Events() {
 			if e.Kind == nodetest.KindWrite || e.Kind == nodetest.KindUpload {
@@ -499,7 +500,7 @@ func TestInstallRepairsDrift(t *testing.T) {
 		return out
 	}
 	for _, c := range []struct {
-		h        *simHost
+		h        *phasetest.Host
 		changes  []string
 		restarts map[string]int
 		imports  int
@@ -534,7 +535,7 @@ func TestInstallUpgradeOfEtcdctlKeepsEtcdRunning(t *testing.T) {
 	if err := phase.Install(ctx, fx.c); err != nil {
 		t.Fatalf("first install: %v", err)
 	}
-	m3 := fx.sim.host("m3")
+	m3 := fx.sim.Host("m3")
 	m3.Fake.RemoveFile("/usr/local/bin/etcdctl")
 	fx.sim.ResetCounters()
 	if err := phase.Install(ctx, fx.c); err != nil {
@@ -555,7 +556,7 @@ func TestInstallUpgradeOfEtcdctlKeepsEtcdRunning(t *testing.T) {
 
 func TestInstallFailureNamesHostAndUnit(t *testing.T) {
 	fx := newInstallFixture(t)
-	fx.sim.host("m2").FailStart("kube-proxy", true)
+	fx.sim.Host("m2").FailStart("kube-proxy", true)
 	err := phase.Install(context.Background(), fx.c)
 	if err == nil {
 		t.Fatal("install succeeded although kube-proxy cannot start on m2")
@@ -566,10 +567,10 @@ func TestInstallFailureNamesHostAndUnit(t *testing.T) {
 		}
 	}
 	// The hosts that worked are not held back, and nothing was recorded as applied.
-	if !fx.sim.host("m1").Active("kube-proxy") {
+	if !fx.sim.Host("m1").Active("kube-proxy") {
 		t.Error("m1: kube-proxy not started")
 	}
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		if _, ok := h.Fake.File(phase.AppliedHash); ok {
 			t.Errorf("%s: applied hash recorded although the run failed", h.Name)
 		}
@@ -588,13 +589,13 @@ func TestInstallRestartsAfterFailedRun(t *testing.T) {
 	// The user changes the leader-election timing; the run fails in the containerd phase on m1, after the new
 	// configuration was written everywhere.
 	fx.c.RetryPeriod = 3 * time.Second
-	m1 := fx.sim.host("m1")
+	m1 := fx.sim.Host("m1")
 	m1.Fake.On(`^ctr -n k8s\.io images ls -q$`, node.Result{Stderr: "ctr: context deadline exceeded", ExitCode: 1}, nil)
 	fx.sim.ResetCounters()
 	if err := phase.Install(ctx, fx.c); err == nil {
 		t.Fatal("second install succeeded although ctr fails on m1")
 	}
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		if r := h.Restarts(); len(r) != 0 {
 			t.Errorf("%s: the failed run restarted %v", h.Name, r)
 		}
@@ -602,12 +603,12 @@ func TestInstallRestartsAfterFailedRun(t *testing.T) {
 			t.Errorf("%s: pending restarts after the failed run %v, want kube-scheduler and kube-controller-manager", h.Name, p)
 		}
 	}
-	m1.Fake.OnFunc(`^ctr -n k8s\.io images ls -q$`, m1.locked(m1.ctrImages))
+	m1.Fake.OnFunc(`^ctr -n k8s\.io images ls -q$`, m1.CtrImages)
 	fx.sim.ResetCounters()
 	if err := phase.Install(ctx, fx.c); err != nil {
 		t.Fatalf("third install: %v", err)
 	}
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		for _, e := range h.Fake.Events() {
 			// Only the record of what was applied, which the failed run did not reach, may be written.
 			if (e.Kind == nodetest.KindWrite || e.Kind == nodetest.KindUpload) && !slices.Contains([]string{phase.FilesManifest, phase.AppliedHash, phase.RecordFile}, e.Path) {
@@ -627,7 +628,7 @@ func TestInstallRestartsAfterFailedRun(t *testing.T) {
 func TestInstallKeepsPendingRestartWhenStartFails(t *testing.T) {
 	fx := newInstallFixture(t)
 	ctx := context.Background()
-	m2 := fx.sim.host("m2")
+	m2 := fx.sim.Host("m2")
 	m2.FailStart("kube-proxy", true)
 	if err := phase.Install(ctx, fx.c); err == nil {
 		t.Fatal("install succeeded although kube-proxy cannot start on m2")
@@ -635,7 +636,7 @@ func TestInstallKeepsPendingRestartWhenStartFails(t *testing.T) {
 	if p := m2.Pending(); !slices.Contains(p, "kube-proxy") {
 		t.Errorf("m2: pending restarts after the failed start %v, want kube-proxy", p)
 	}
-	if p := fx.sim.host("m1").Pending(); slices.Contains(p, "kube-proxy") {
+	if p := fx.sim.Host("m1").Pending(); slices.Contains(p, "kube-proxy") {
 		t.Errorf("m1: kube-proxy restart still pending although it started: %v", p)
 	}
 	m2.FailStart("kube-proxy", false)
@@ -646,7 +647,7 @@ func TestInstallKeepsPendingRestartWhenStartFails(t *testing.T) {
 	if r := m2.Restarts(); r["kube-proxy"] != 1 {
 		t.Errorf("m2: restarts %v, want kube-proxy once", r)
 	}
-	for _, h := range fx.sim.hosts {
+	for _, h := range fx.sim.Hosts() {
 		if p := h.Pending(); len(p) != 0 {
 			t.Errorf("%s: pending restarts left: %v", h.Name, p)
 		}

@@ -50,7 +50,7 @@ func TestWorkerFilesUseNoCAKeyAndKeepValidCredentials(t *testing.T) {
 	auth := &fakeAuthority{ca: fx.c.CAs.Cluster, now: fx.now}
 	// The pool sees the CA certificate only.
 	fx.c.CAs = pki.ClusterCAs{Cluster: pki.KeyPair{CertPEM: fx.c.CAs.Cluster.CertPEM}}
-	h := fx.sim.hosts[0]
+	h := fx.sim.Hosts()[0]
 	tg := &phase.Target{Name: "w1", Address: h.Addr, Role: phase.RoleWorker, Runner: h.Fake, Facts: fx.c.Masters[0].Facts}
 	files, err := fx.c.WorkerFiles(ctx, tg, auth)
 	if err != nil {

@@ -1,7 +1,8 @@
-package engine
-
-// This file simulates kubesmith hosts behind nodetest.Fake runners. It is a copy of
-// internal/phase/hostsim_test.go (test files cannot be shared between packages); keep the two in step.
+// Package phasetest simulates kubesmith hosts for the unit tests of internal/phase and internal/engine: Sim is a
+// set of hosts behind nodetest.Fake runners that answer the commands the phases run (facts, systemd, containerd,
+// etcdctl, curl and kubectl) from an in-memory model of each machine, and WriteBundle writes a small fake
+// artifact bundle. Nothing here touches the network or a real host.
+package phasetest
 
 import (
 	"crypto/sha256"
@@ -19,22 +20,23 @@ import (
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node/nodetest"
 )
 
-// simCluster is a set of simulated hosts. Files live in each host's fake (its in-memory filesystem); units,
+// Sim is a set of simulated hosts. Files live in each host's fake (its in-memory filesystem); units,
 // containerd images and what kubectl did live here. Every handler holds mu, so a handler on one host may look
 // at the others (etcd quorum, the VIP, Node readiness).
-type simCluster struct {
+type Sim struct {
 	vip string
 
 	mu       sync.Mutex
-	hosts    []*simHost
+	hosts    []*Host
 	applies  int // successful kubectl apply calls
 	relabels int // kubectl label calls that changed a Node
 }
 
-// simHost is one simulated host. The exported fields describe the machine and are read by the facts script;
-// set them before the first command runs.
-type simHost struct {
-	c          *simCluster
+// Host is one simulated host. The exported fields describe the machine and are read by the facts script;
+// set them before the first command runs. Name and Addr are the host's name and node address, and Fake is the
+// node.Runner to hand to the code under test.
+type Host struct {
+	c          *Sim
 	Name, Addr string
 	Fake       *nodetest.Fake
 
@@ -65,14 +67,15 @@ type simHost struct {
 	unexpected []string
 }
 
-// newSimCluster creates hosts named and addressed as given (name, address, name, address, ...), each a realistic
+// NewSim creates hosts named and addressed as given (name, address, name, address, ...), each a realistic
 // container host: x86_64 Docker container with systemd, cgroup v1, no CAP_SYS_RESOURCE in the bounding set, the
-// machine's swap visible in /proc/swaps, and eth0 holding the node address.
-func newSimCluster(t testing.TB, vip string, nameAddr ...string) *simCluster {
+// machine's swap visible in /proc/swaps, and eth0 holding the node address. vip is the cluster's API VIP. When
+// the test ends, every command no handler knew and every misuse of a host is reported as a test error.
+func NewSim(t testing.TB, vip string, nameAddr ...string) *Sim {
 	t.Helper()
-	c := &simCluster{vip: vip}
+	c := &Sim{vip: vip}
 	for i := 0; i+1 < len(nameAddr); i += 2 {
-		h := &simHost{
+		h := &Host{
 			c: c, Name: nameAddr[i], Addr: nameAddr[i+1], Fake: nodetest.New(nameAddr[i], nameAddr[i+1]),
 			Container: "docker", CapBnd: "000001fffeffffff", CgroupV1: true, Swaps: 1, BridgeNF: true, Systemd: true,
 			Iface: "eth0", Prefix: 24, DiskFreeKiB: 50 << 20,
@@ -92,8 +95,8 @@ func newSimCluster(t testing.TB, vip string, nameAddr ...string) *simCluster {
 	return c
 }
 
-// host returns the simulated host named name.
-func (c *simCluster) host(name string) *simHost {
+// Host returns the simulated host named name; it panics if there is none.
+func (c *Sim) Host(name string) *Host {
 	for _, h := range c.hosts {
 		if h.Name == name {
 			return h
@@ -102,8 +105,8 @@ func (c *simCluster) host(name string) *simHost {
 	panic("no simulated host " + name)
 }
 
-// hostAt returns the host with address addr, or nil.
-func (c *simCluster) hostAt(addr string) *simHost {
+// HostAt returns the host with address addr, or nil.
+func (c *Sim) HostAt(addr string) *Host {
 	for _, h := range c.hosts {
 		if h.Addr == addr {
 			return h
@@ -112,8 +115,13 @@ func (c *simCluster) hostAt(addr string) *simHost {
 	return nil
 }
 
+// Hosts returns the simulated hosts in the order NewSim was given them.
+func (c *Sim) Hosts() []*Host {
+	return slices.Clone(c.hosts)
+}
+
 // ResetCounters forgets recorded events and the counters of every host, keeping the hosts' state.
-func (c *simCluster) ResetCounters() {
+func (c *Sim) ResetCounters() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.applies, c.relabels = 0, 0
@@ -125,21 +133,21 @@ func (c *simCluster) ResetCounters() {
 }
 
 // Applies is the number of successful kubectl apply calls.
-func (c *simCluster) Applies() int {
+func (c *Sim) Applies() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.applies
 }
 
 // Relabels is the number of kubectl label calls that changed a Node.
-func (c *simCluster) Relabels() int {
+func (c *Sim) Relabels() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.relabels
 }
 
 // Labels returns the labels of h's Node object.
-func (h *simHost) Labels() map[string]string {
+func (h *Host) Labels() map[string]string {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	out := map[string]string{}
@@ -150,7 +158,7 @@ func (h *simHost) Labels() map[string]string {
 }
 
 // Restarts returns how often each unit was (re)started since the last ResetCounters.
-func (h *simHost) Restarts() map[string]int {
+func (h *Host) Restarts() map[string]int {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	out := map[string]int{}
@@ -161,56 +169,68 @@ func (h *simHost) Restarts() map[string]int {
 }
 
 // Reloads is the number of systemctl daemon-reload calls.
-func (h *simHost) Reloads() int {
+func (h *Host) Reloads() int {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	return h.reloads
 }
 
 // Imports is the number of image imports.
-func (h *simHost) Imports() int {
+func (h *Host) Imports() int {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	return h.imports
 }
 
 // Active reports whether unit is running.
-func (h *simHost) Active(unit string) bool {
+func (h *Host) Active(unit string) bool {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	return h.active[unit]
 }
 
 // Images lists the images in containerd's k8s.io namespace.
-func (h *simHost) Images() []string {
+func (h *Host) Images() []string {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	return sortedKeys(h.images)
 }
 
 // Stop stops unit, as an operator or a crash would.
-func (h *simHost) Stop(unit string) {
+func (h *Host) Stop(unit string) {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	h.active[unit] = false
 }
 
 // DeleteImage removes an image from containerd.
-func (h *simHost) DeleteImage(ref string) {
+func (h *Host) DeleteImage(ref string) {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	delete(h.images, ref)
 }
 
 // FailStart makes starting unit fail (or succeed again).
-func (h *simHost) FailStart(unit string, fail bool) {
+func (h *Host) FailStart(unit string, fail bool) {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	h.failStart[unit] = fail
 }
 
+// Wipe removes every file of h and stops every unit, as kubesmith's reset script does.
+func (h *Host) Wipe() {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	for p := range h.Fake.Files() {
+		h.Fake.RemoveFile(p)
+	}
+	for u := range h.active {
+		h.active[u] = false
+	}
+}
+
 // Unexpected lists commands no handler knew and rule violations (such as a module load on a container host).
-func (h *simHost) Unexpected() []string {
+func (h *Host) Unexpected() []string {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	return slices.Clone(h.unexpected)
@@ -244,7 +264,7 @@ func simUnitNeeds(unit string) []string {
 	}
 }
 
-func (h *simHost) install() {
+func (h *Host) install() {
 	f := h.Fake
 	// Lowest priority: anything not simulated below fails and is reported by the test.
 	f.OnFunc(`(?s).*`, h.locked(func(cmd string) (node.Result, error) {
@@ -274,8 +294,24 @@ func (h *simHost) install() {
 	f.OnFunc(`^kubectl --kubeconfig /etc/kubernetes/admin\.conf --request-timeout=30s (.+)$`, h.locked(h.kubectl))
 }
 
+// Prepare answers the prepare-host script as the simulation does. A test that overrode that script's answer on
+// h.Fake registers Prepare again to restore the simulation.
+func (h *Host) Prepare(cmd string) (node.Result, error) {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	return h.prepare(cmd)
+}
+
+// CtrImages answers `ctr -n k8s.io images ls -q` as the simulation does. A test that overrode that command's
+// answer on h.Fake registers CtrImages again to restore the simulation.
+func (h *Host) CtrImages(cmd string) (node.Result, error) {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	return h.ctrImages(cmd)
+}
+
 // locked runs fn under the cluster's mutex.
-func (h *simHost) locked(fn func(cmd string) (node.Result, error)) func(string) (node.Result, error) {
+func (h *Host) locked(fn func(cmd string) (node.Result, error)) func(string) (node.Result, error) {
 	return func(cmd string) (node.Result, error) {
 		h.c.mu.Lock()
 		defer h.c.mu.Unlock()
@@ -283,13 +319,15 @@ func (h *simHost) locked(fn func(cmd string) (node.Result, error)) func(string) 
 	}
 }
 
-func (h *simHost) file(p string) ([]byte, bool) {
+// File returns the content of the file at p on h and whether it exists.
+func (h *Host) File(p string) ([]byte, bool) {
 	f, ok := h.Fake.File(p)
 	return f.Data, ok
 }
 
-func (h *simHost) binVersion(p string) (string, bool) {
-	data, ok := h.file(p)
+// BinVersion returns the version a fake binary at p names (its last word) and whether the file exists.
+func (h *Host) BinVersion(p string) (string, bool) {
+	data, ok := h.File(p)
 	if !ok {
 		return "", false
 	}
@@ -300,7 +338,7 @@ func (h *simHost) binVersion(p string) (string, bool) {
 	return f[len(f)-1], true
 }
 
-func (h *simHost) facts(cmd string) (node.Result, error) {
+func (h *Host) facts(cmd string) (node.Result, error) {
 	var b strings.Builder
 	w := func(k string, v any) { fmt.Fprintf(&b, "%s=%v\n", k, v) }
 	w("os_id", "debian")
@@ -338,7 +376,7 @@ func (h *simHost) facts(cmd string) (node.Result, error) {
 			w("tool_"+tool, boolInt(!slices.Contains(h.NoTools, tool)))
 		}
 	}
-	uid, _ := h.file("/etc/kubesmith/cluster-uid")
+	uid, _ := h.File("/etc/kubesmith/cluster-uid")
 	w("cluster_uid", strings.TrimRight(string(uid), "\n"))
 	addr := ""
 	if m := regexp.MustCompile(`(?m)^addr=(.+)$`).FindStringSubmatch(cmd); m != nil {
@@ -360,19 +398,19 @@ func (h *simHost) facts(cmd string) (node.Result, error) {
 	} else {
 		h.unexpected = append(h.unexpected, "facts script without the unit loop:\n"+cmd)
 	}
-	if v, ok := h.binVersion("/usr/local/bin/kubelet"); ok {
+	if v, ok := h.BinVersion("/usr/local/bin/kubelet"); ok {
 		w("version_kubelet", v)
 	}
-	if v, ok := h.binVersion("/usr/local/bin/etcd"); ok {
+	if v, ok := h.BinVersion("/usr/local/bin/etcd"); ok {
 		w("version_etcd", v)
 	}
-	if v, ok := h.binVersion("/usr/local/bin/containerd"); ok {
+	if v, ok := h.BinVersion("/usr/local/bin/containerd"); ok {
 		w("version_containerd", v)
 	}
 	return node.Result{Stdout: b.String()}, nil
 }
 
-func (h *simHost) prepare(cmd string) (node.Result, error) {
+func (h *Host) prepare(cmd string) (node.Result, error) {
 	h.prepares++
 	if h.Container != "none" && h.Container != "" {
 		if strings.Contains(cmd, "modprobe") {
@@ -389,14 +427,14 @@ func (h *simHost) prepare(cmd string) (node.Result, error) {
 	return node.Result{}, nil
 }
 
-func (h *simHost) observe(cmd string) (node.Result, error) {
+func (h *Host) observe(cmd string) (node.Result, error) {
 	var b strings.Builder
-	uid, _ := h.file("/etc/kubesmith/cluster-uid")
+	uid, _ := h.File("/etc/kubesmith/cluster-uid")
 	fmt.Fprintf(&b, "uid=%s\n", strings.TrimRight(string(uid), "\n"))
-	hash, _ := h.file("/etc/kubesmith/applied-hash")
+	hash, _ := h.File("/etc/kubesmith/applied-hash")
 	fmt.Fprintf(&b, "hash=%s\n", strings.TrimRight(string(hash), "\n"))
-	if list, ok := h.file("/etc/kubesmith/files.sha256"); ok {
-		b.WriteString(h.sha256Check(string(list), "file="))
+	if list, ok := h.File("/etc/kubesmith/files.sha256"); ok {
+		b.WriteString(h.SHA256Check(string(list), "file="))
 	}
 	m := regexp.MustCompile(`for u in ([a-z -]+); do echo "unit=`).FindStringSubmatch(cmd)
 	if m == nil {
@@ -406,21 +444,22 @@ func (h *simHost) observe(cmd string) (node.Result, error) {
 	for _, u := range strings.Fields(m[1]) {
 		fmt.Fprintf(&b, "unit=%s %s\n", u, activeWord(h.active[u]))
 	}
-	if v, ok := h.binVersion("/usr/local/bin/kubelet"); ok {
+	if v, ok := h.BinVersion("/usr/local/bin/kubelet"); ok {
 		fmt.Fprintf(&b, "kubelet=%s\n", v)
 	}
 	return node.Result{Stdout: b.String()}, nil
 }
 
-// sha256Check is `sha256sum -c --quiet` of a list, each output line prefixed.
-func (h *simHost) sha256Check(list, prefix string) string {
+// SHA256Check is `sha256sum -c --quiet` of a list ("sum  path" lines) against h's files, each output line
+// prefixed with prefix; it is empty when every listed file exists and matches.
+func (h *Host) SHA256Check(list, prefix string) string {
 	var b strings.Builder
 	for _, line := range strings.Split(list, "\n") {
 		sum, p, ok := strings.Cut(line, "  ")
 		if !ok {
 			continue
 		}
-		data, exists := h.file(p)
+		data, exists := h.File(p)
 		switch {
 		case !exists:
 			fmt.Fprintf(&b, "%s%s: FAILED open or read\n", prefix, p)
@@ -431,38 +470,38 @@ func (h *simHost) sha256Check(list, prefix string) string {
 	return b.String()
 }
 
-func (h *simHost) sums(cmd string) (node.Result, error) {
+func (h *Host) sums(cmd string) (node.Result, error) {
 	m := regexp.MustCompile(`^for f in (.+?); do \[ -f`).FindStringSubmatch(cmd)
 	var b strings.Builder
 	for _, p := range shellWords(m[1]) {
-		if data, ok := h.file(p); ok {
+		if data, ok := h.File(p); ok {
 			fmt.Fprintf(&b, "%s  %s\n", sha256Hex(data), p)
 		}
 	}
 	return node.Result{Stdout: b.String()}, nil
 }
 
-func (h *simHost) readMany(cmd string) (node.Result, error) {
+func (h *Host) readMany(cmd string) (node.Result, error) {
 	var b strings.Builder
 	for _, m := range regexp.MustCompile(`if \[ -f (\S+) \]; then`).FindAllStringSubmatch(cmd, -1) {
 		p := shellWords(m[1])[0]
-		if data, ok := h.file(p); ok {
+		if data, ok := h.File(p); ok {
 			fmt.Fprintf(&b, "----kubesmith-file---- %s\n%s\n", p, data)
 		}
 	}
 	return node.Result{Stdout: b.String()}, nil
 }
 
-func (h *simHost) catArtifacts(string) (node.Result, error) {
-	data, _ := h.file("/var/lib/kubesmith/artifacts.sha256")
+func (h *Host) catArtifacts(string) (node.Result, error) {
+	data, _ := h.File("/var/lib/kubesmith/artifacts.sha256")
 	return node.Result{Stdout: string(data)}, nil
 }
 
-func (h *simHost) stat(cmd string) (node.Result, error) {
+func (h *Host) stat(cmd string) (node.Result, error) {
 	m := regexp.MustCompile(`^stat -c '%s %n' (.+) 2>/dev/null; true$`).FindStringSubmatch(cmd)
 	var b strings.Builder
 	for _, p := range shellWords(m[1]) {
-		if data, ok := h.file(p); ok {
+		if data, ok := h.File(p); ok {
 			fmt.Fprintf(&b, "%d %s\n", len(data), p)
 		}
 	}
@@ -480,14 +519,14 @@ const simMarkPendingRE = `^mkdir -p ` + simPendingDir + ` && touch (.+)$`
 const simEnsureServiceRE = `^systemctl enable (\S+) >/dev/null 2>&1; if (true|false) \|\| \[ -e (\S+) \] \|\| ! systemctl is-active --quiet (\S+); then systemctl (--no-block )?restart (\S+) && rm -f (\S+); fi$`
 
 // markPending creates the marker files (touch keeps the content of an existing file).
-func (h *simHost) markPending(cmd string) (node.Result, error) {
+func (h *Host) markPending(cmd string) (node.Result, error) {
 	m := regexp.MustCompile(simMarkPendingRE).FindStringSubmatch(cmd)
 	for _, p := range shellWords(m[1]) {
 		if !strings.HasPrefix(p, simPendingDir+"/") {
 			h.unexpected = append(h.unexpected, "pending-restart marker outside "+simPendingDir+": "+cmd)
 			continue
 		}
-		if _, ok := h.file(p); !ok {
+		if _, ok := h.File(p); !ok {
 			h.Fake.SetFile(p, nil, 0o644)
 		}
 	}
@@ -495,7 +534,7 @@ func (h *simHost) markPending(cmd string) (node.Result, error) {
 }
 
 // Pending lists the units whose pending-restart marker exists.
-func (h *simHost) Pending() []string {
+func (h *Host) Pending() []string {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	var out []string
@@ -508,7 +547,7 @@ func (h *simHost) Pending() []string {
 	return out
 }
 
-func (h *simHost) ensureService(cmd string) (node.Result, error) {
+func (h *Host) ensureService(cmd string) (node.Result, error) {
 	// A --no-block start is only queued; the simulation starts the unit at once all the same.
 	m := regexp.MustCompile(simEnsureServiceRE).FindStringSubmatch(cmd)
 	unit := m[1]
@@ -521,12 +560,12 @@ func (h *simHost) ensureService(cmd string) (node.Result, error) {
 		h.unexpected = append(h.unexpected, "EnsureService checks or removes the wrong pending marker: "+cmd)
 	}
 	h.enabled[unit] = true
-	_, pending := h.file(marker)
+	_, pending := h.File(marker)
 	if m[2] == "false" && !pending && h.active[unit] {
 		return node.Result{}, nil
 	}
 	for _, p := range simUnitNeeds(unit) {
-		data, ok := h.file(p)
+		data, ok := h.File(p)
 		if !ok {
 			h.active[unit] = false
 			return node.Result{Stderr: fmt.Sprintf("Job for %s.service failed: %s is missing", unit, p), ExitCode: 1}, nil
@@ -545,7 +584,7 @@ func (h *simHost) ensureService(cmd string) (node.Result, error) {
 	return node.Result{}, nil
 }
 
-func (h *simHost) daemonReload(string) (node.Result, error) {
+func (h *Host) daemonReload(string) (node.Result, error) {
 	h.reloads++
 	for p, data := range h.Fake.Files() {
 		if strings.HasPrefix(p, "/etc/systemd/") {
@@ -555,14 +594,14 @@ func (h *simHost) daemonReload(string) (node.Result, error) {
 	return node.Result{}, nil
 }
 
-func (h *simHost) ctrVersion(string) (node.Result, error) {
+func (h *Host) ctrVersion(string) (node.Result, error) {
 	if !h.active["containerd"] {
 		return node.Result{Stderr: "ctr: failed to dial \"/run/containerd/containerd.sock\": connection refused", ExitCode: 1}, nil
 	}
 	return node.Result{}, nil
 }
 
-func (h *simHost) ctrImages(string) (node.Result, error) {
+func (h *Host) ctrImages(string) (node.Result, error) {
 	if !h.active["containerd"] {
 		return node.Result{Stderr: "ctr: connection refused", ExitCode: 1}, nil
 	}
@@ -573,13 +612,13 @@ func (h *simHost) ctrImages(string) (node.Result, error) {
 	return node.Result{Stdout: b.String()}, nil
 }
 
-func (h *simHost) ctrImport(cmd string) (node.Result, error) {
+func (h *Host) ctrImport(cmd string) (node.Result, error) {
 	m := regexp.MustCompile(`^ctr -n k8s\.io images import --local (\S+) >/dev/null && ctr -n k8s\.io images label (\S+) `).FindStringSubmatch(cmd)
 	archive, ref := shellWords(m[1])[0], shellWords(m[2])[0]
 	if !h.active["containerd"] {
 		return node.Result{Stderr: "ctr: connection refused", ExitCode: 1}, nil
 	}
-	if _, ok := h.file(archive); !ok {
+	if _, ok := h.File(archive); !ok {
 		return node.Result{Stderr: "ctr: open " + archive + ": no such file or directory", ExitCode: 1}, nil
 	}
 	h.images[ref] = true
@@ -588,10 +627,10 @@ func (h *simHost) ctrImport(cmd string) (node.Result, error) {
 }
 
 // etcdQuorum reports whether a majority of the hosts that run etcd members is up.
-func (c *simCluster) etcdQuorum() bool {
+func (c *Sim) etcdQuorum() bool {
 	members, up := 0, 0
 	for _, o := range c.hosts {
-		if _, ok := o.file("/etc/systemd/system/etcd.service"); ok {
+		if _, ok := o.File("/etc/systemd/system/etcd.service"); ok {
 			members++
 			if o.active["etcd"] {
 				up++
@@ -601,17 +640,17 @@ func (c *simCluster) etcdQuorum() bool {
 	return members > 0 && up*2 > members
 }
 
-func (h *simHost) etcdctl(cmd string) (node.Result, error) {
+func (h *Host) etcdctl(cmd string) (node.Result, error) {
 	m := regexp.MustCompile(`--endpoints=(\S+) .* --command-timeout=5s (.+)$`).FindStringSubmatch(cmd)
 	for _, p := range []string{"/etc/kubernetes/pki/etcd/ca.crt", "/etc/kubernetes/pki/etcd/healthcheck-client.crt", "/etc/kubernetes/pki/etcd/healthcheck-client.key"} {
-		if _, ok := h.file(p); !ok {
+		if _, ok := h.File(p); !ok {
 			return node.Result{Stderr: "etcdctl: open " + p + ": no such file or directory", ExitCode: 1}, nil
 		}
 	}
-	var eps []*simHost
+	var eps []*Host
 	for _, ep := range strings.Split(m[1], ",") {
 		addr := strings.TrimSuffix(strings.TrimPrefix(ep, "https://"), ":2379")
-		o := h.c.hostAt(addr)
+		o := h.c.HostAt(addr)
 		if o == nil {
 			return node.Result{Stderr: "etcdctl: unknown endpoint " + ep, ExitCode: 1}, nil
 		}
@@ -639,7 +678,7 @@ func (h *simHost) etcdctl(cmd string) (node.Result, error) {
 		}
 		var out strings.Builder
 		for i, o := range h.c.hosts {
-			if _, ok := o.file("/etc/systemd/system/etcd.service"); ok {
+			if _, ok := o.File("/etc/systemd/system/etcd.service"); ok {
 				fmt.Fprintf(&out, "%016x, started, %s, https://%s:2380, https://%s:2379, false\n", uint64(0x8e9e05c52164694d)+uint64(i), o.Name, o.Addr, o.Addr)
 			}
 		}
@@ -649,14 +688,14 @@ func (h *simHost) etcdctl(cmd string) (node.Result, error) {
 	return node.Result{ExitCode: 1}, nil
 }
 
-func (h *simHost) apiReady() bool {
+func (h *Host) apiReady() bool {
 	return h.active["kube-apiserver"] && h.c.etcdQuorum()
 }
 
-func (h *simHost) curlReadyz(cmd string) (node.Result, error) {
+func (h *Host) curlReadyz(cmd string) (node.Result, error) {
 	m := regexp.MustCompile(`https://([0-9.]+):(\d+)/readyz`).FindStringSubmatch(cmd)
 	refused := node.Result{ExitCode: 7}
-	if _, ok := h.file("/etc/kubernetes/pki/ca.crt"); !ok {
+	if _, ok := h.File("/etc/kubernetes/pki/ca.crt"); !ok {
 		return node.Result{ExitCode: 77}, nil
 	}
 	switch m[1] {
@@ -677,9 +716,9 @@ func (h *simHost) curlReadyz(cmd string) (node.Result, error) {
 	return refused, nil
 }
 
-func (h *simHost) kubectl(cmd string) (node.Result, error) {
+func (h *Host) kubectl(cmd string) (node.Result, error) {
 	args := regexp.MustCompile(`--request-timeout=30s (.+)$`).FindStringSubmatch(cmd)[1]
-	if _, ok := h.file("/etc/kubernetes/admin.conf"); !ok {
+	if _, ok := h.File("/etc/kubernetes/admin.conf"); !ok {
 		return node.Result{Stderr: "error: stat /etc/kubernetes/admin.conf: no such file or directory", ExitCode: 1}, nil
 	}
 	if !h.apiReady() {
@@ -716,7 +755,7 @@ func (h *simHost) kubectl(cmd string) (node.Result, error) {
 			break
 		}
 		name := shellWords(m[1])[0]
-		var o *simHost
+		var o *Host
 		for _, x := range h.c.hosts {
 			if x.Name == name && x.active["kubelet"] {
 				o = x
