@@ -58,7 +58,7 @@ func TestNodePool(t *testing.T) {
 			ws = append(ws, host(w))
 		}
 		vj, _ := json.MarshalIndent(map[string]any{
-			"master": host(nodes[0]), "workers": ws, "ssh_private_key_path": l.ClientKeyPath(),
+			"masters": []map[string]string{host(nodes[0])}, "workers": ws, "ssh_private_key_path": l.ClientKeyPath(),
 			"bundle": bundleDir(), "kubeconfig_path": kubeconfig, "labels": labels,
 		}, "", "  ")
 		if err := os.WriteFile(filepath.Join(dir, "terraform.tfvars.json"), vj, 0o600); err != nil {
@@ -120,7 +120,7 @@ spec:
   template:
     metadata: {labels: {app: echo}}
     spec:
-      topologySpreadConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: echo}}}]
+      topologySpreadConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: echo}}}]
       containers:
       - name: echo
         image: %s
@@ -160,19 +160,48 @@ spec:
 		return nil
 	})
 	tm.measure(t, "a CSR for an unplanned name stays unapproved", func() error {
-		// A CSR as the admin for a node name no pool planned; kubesmith approves only planned names.
+		// A joining kubelet's identity: a bootstrap token in kubesmith's bootstrap group. Such a requester has no
+		// nodeclient auto-approval, so only kubesmith could approve its CSR, and kubesmith approves planned names only.
+		secret := `apiVersion: v1
+kind: Secret
+metadata: {name: bootstrap-token-rogue1, namespace: kube-system}
+type: bootstrap.kubernetes.io/token
+stringData:
+  token-id: rogue1
+  token-secret: 0123456789abcdef
+  usage-bootstrap-authentication: "true"
+  auth-extra-groups: system:bootstrappers:kubesmith
+`
+		if _, err := k.stdin(ctx, secret, "apply", "-f", "-"); err != nil {
+			return err
+		}
 		csr := `apiVersion: certificates.k8s.io/v1
 kind: CertificateSigningRequest
 metadata: {name: rogue-node}
 spec:
-  request: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIek1JR2FBZ0VBTURneEZUQVRCZ05WQkFvTURITjVjM1JsYlRwdWIyUmxjekVmTUIwR0ExVUVBd3dXYzNsegpkR1Z0T201dlpHVTZjbTluZFdVdGJtOWtaVEJaTUJNR0J5cUdTTTQ5QWdFR0NDcUdTTTQ5QXdFSEEwSUFCR2lyCi9mVzlYTHZhOGlzRVpsYVdCRllnN1pDQnEwaitTWGJaeGpLclgzanRLdWFZeEg0NjhzNTVxbEVROVlUNmZ0Y0cKWW5iRWFHOGNzZzZxZVIwdU9KeWdBREFLQmdncWhrak9QUVFEQWdOSUFEQkZBaUJ3bmRuNmNSeWNIOE1nM2RhYQpHQ2NTWWxFaXFjanZ3Z3JYU3hhMzg0OFRyUUloQUlDNElTWFkxQUR0S1RaN0JyVWhlQzduRzBWS3dNelRzRG0wCmFnNUY1Y1NnCi0tLS0tRU5EIENFUlRJRklDQVRFIFJFUVVFU1QtLS0tLQo=
+  request: ` + rogueCSR + `
   signerName: kubernetes.io/kube-apiserver-client-kubelet
   usages: [digital signature, client auth]
 `
-		if _, err := k.stdin(ctx, csr, "apply", "-f", "-"); err != nil {
+		server, err := k.run(ctx, "config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}")
+		if err != nil {
 			return err
 		}
-		// Another apply of the pool (which approves its own CSRs) must leave it alone.
+		ca, err := k.run(ctx, "config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}")
+		if err != nil {
+			return err
+		}
+		tokenKC := filepath.Join(dir, "rogue.kubeconfig")
+		kc := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: %q, certificate-authority-data: %q}}]\n"+
+			"users: [{name: u, user: {token: rogue1.0123456789abcdef}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n", server, ca)
+		if err := os.WriteFile(tokenKC, []byte(kc), 0o600); err != nil {
+			return err
+		}
+		kt := kubectl{bin: k.bin, kubeconfig: tokenKC}
+		if _, err := kt.stdin(ctx, csr, "create", "--validate=false", "-f", "-"); err != nil {
+			return err
+		}
+		// Another apply of the pool (which approves its own nodes' CSRs) must leave it alone.
 		if err := apply(); err != nil {
 			return err
 		}
@@ -197,6 +226,14 @@ spec:
 		if strings.Count(out, "\n") != 2 {
 			return fmt.Errorf("want 2 nodes with tier=gold:\n%s", out)
 		}
+		// That apply went through the pool's engine (which approves CSRs of planned names): the rogue one stays.
+		csr, err := k.run(ctx, "get", "csr", "rogue-node", "--no-headers")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(csr, "Pending") {
+			return fmt.Errorf("rogue CSR is not pending after a pool update: %s", csr)
+		}
 		return emptyPlan()
 	})
 	tm.measure(t, "scale 2 -> 1 with drain; pods rescheduled", func() error {
@@ -211,11 +248,14 @@ spec:
 			// With a hostname spread constraint and one worker left, some replicas may stay pending; the point is
 			// that none runs on the removed node.
 		}
-		out, err := k.run(ctx, "get", "pods", "-A", "-o", "wide", "--no-headers")
+		// Evicted pods end as Succeeded/Failed objects until the pod garbage collector removes them; what must not
+		// exist is a pod still running (or about to) on the removed node.
+		out, err := k.run(ctx, "get", "pods", "-A", "-o", "wide", "--no-headers",
+			"--field-selector", "spec.nodeName="+nodes[2].Name+",status.phase!=Succeeded,status.phase!=Failed")
 		if err != nil {
 			return err
 		}
-		if strings.Contains(out, " "+nodes[2].Name+" ") {
+		if strings.TrimSpace(out) != "" && !strings.Contains(out, "No resources found") {
 			return fmt.Errorf("pods still on the removed node:\n%s", out)
 		}
 		return emptyPlan()
@@ -251,3 +291,6 @@ spec:
 		return nil
 	})
 }
+
+// rogueCSR is a PEM CSR (base64) for CN=system:node:rogue-node, O=system:nodes: a name no pool planned.
+const rogueCSR = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIek1JR2FBZ0VBTURneEZUQVRCZ05WQkFvTURITjVjM1JsYlRwdWIyUmxjekVmTUIwR0ExVUVBd3dXYzNsegpkR1Z0T201dlpHVTZjbTluZFdVdGJtOWtaVEJaTUJNR0J5cUdTTTQ5QWdFR0NDcUdTTTQ5QXdFSEEwSUFCR2lyCi9mVzlYTHZhOGlzRVpsYVdCRllnN1pDQnEwaitTWGJaeGpLclgzanRLdWFZeEg0NjhzNTVxbEVROVlUNmZ0Y0cKWW5iRWFHOGNzZzZxZVIwdU9KeWdBREFLQmdncWhrak9QUVFEQWdOSUFEQkZBaUJ3bmRuNmNSeWNIOE1nM2RhYQpHQ2NTWWxFaXFjanZ3Z3JYU3hhMzg0OFRyUUloQUlDNElTWFkxQUR0S1RaN0JyVWhlQzduRzBWS3dNelRzRG0wCmFnNUY1Y1NnCi0tLS0tRU5EIENFUlRJRklDQVRFIFJFUVVFU1QtLS0tLQo="

@@ -6,13 +6,13 @@ terraform {
   }
 }
 
-variable "master" {
+variable "masters" {
   description = "The single (development) master."
-  type = object({
+  type = list(object({
     name            = string
     address         = string
     host_public_key = string
-  })
+  }))
 }
 
 variable "workers" {
@@ -55,7 +55,7 @@ resource "kubesmith_cluster" "e2e" {
   kubernetes_version = "1.37.2"
   node_network       = "172.30.0.0/24"
   api_vip            = "172.30.0.251"
-  control_plane      = { hosts = [var.master] }
+  control_plane      = { hosts = var.masters }
   kubeconfig_path    = var.kubeconfig_path
 }
 
