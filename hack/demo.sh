@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: builds what is missing, then applies the HA example and shows the nodes and a working Service.
+# `make demo`: builds what is missing, then applies the HA example (3 masters behind the API VIP, a pool of 2
+# workers) and shows the nodes and a working Service.
 # `make demo-destroy` (demo.sh destroy) removes it all. The demo's state lives in ~/.cache/kubesmith/demo.
 #
 # Where KVM really works the HA topology belongs on libvirt VMs (examples/ha-libvirt); that path is not in this
@@ -43,9 +44,9 @@ make -s build
 TF_CLI_CONFIG_FILE=$(hack/install-provider.sh bin/terraform-provider-kubesmith "${VERSION:-0.1.0}")
 export TF_CLI_CONFIG_FILE
 TF=$(hack/terraform.sh)
-say "3 container hosts"
+say "5 container hosts: 3 masters, 2 workers"
 mkdir -p "$work"
-kslab hosts up --prefix demo --count 3 --json "$work/hosts.json" >/dev/null
+kslab hosts up --prefix demo --count 5 --json "$work/hosts.json" >/dev/null
 mkdir -p "$work/tf"
 cp examples/baremetal/*.tf "$work/tf/"
 sed -i "s#\.\./\.\./modules/baremetal-cluster#$PWD/modules/baremetal-cluster#" "$work/tf/main.tf"
@@ -54,13 +55,14 @@ import json, sys
 h = json.load(open(sys.argv[1]))
 nodes = h["nodes"]
 json.dump({
-  "masters": [{"name": n["name"], "address": n["address"], "host_public_key": n["host_public_key"]} for n in nodes],
+  "masters": [{"name": n["name"], "address": n["address"], "host_public_key": n["host_public_key"]} for n in nodes[:3]],
+  "workers": [{"name": n["name"], "address": n["address"], "host_public_key": n["host_public_key"]} for n in nodes[3:]],
   "ssh_private_key_path": h["client_key"],
 }, open(sys.argv[2], "w"), indent=2)
 PY
 say "terraform init"
 "$TF" -chdir="$work/tf" init -input=false >/dev/null
-say "terraform apply: 3 masters behind the API VIP (progress below)"
+say "terraform apply: 3 masters behind the API VIP and a pool of 2 workers (progress below)"
 "$TF" -chdir="$work/tf" apply -auto-approve -input=false
 kc=$work/tf/kubeconfig
 kubectl=$(go run ./internal/cmd/ksartifacts path)/$(python3 -c '
@@ -84,7 +86,6 @@ spec:
   template:
     metadata: {labels: {app: echo}}
     spec:
-      tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
       containers:
       - name: echo
         image: $echo_image
@@ -101,7 +102,7 @@ spec:
   ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
 YAML
 "$kubectl" --kubeconfig "$kc" rollout status deployment/echo --timeout=180s
-addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][0]["address"])' "$work/hosts.json")
+addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][3]["address"])' "$work/hosts.json")
 say "the Service answers (http://$addr:30080/)"
 for i in 1 2 3; do curl -sS --max-time 5 "http://$addr:30080/demo"; done
 say "done: KUBECONFIG=$kc; remove it all with 'make demo-destroy'"

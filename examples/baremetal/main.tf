@@ -21,5 +21,6 @@ module "cluster" {
   node_network    = var.node_network
   api_vip         = var.api_vip
   masters         = var.masters
+  workers         = var.workers
   kubeconfig_path = "${path.root}/kubeconfig"
 }

@@ -35,3 +35,13 @@ variable "bundle" {
   type        = string
   default     = "~/.cache/kubesmith/bundle"
 }
+
+variable "workers" {
+  description = "The worker hosts (a kubesmith_nodepool)."
+  type = list(object({
+    name            = string
+    address         = string
+    host_public_key = string
+  }))
+  default = []
+}

@@ -11,3 +11,14 @@ resource "kubesmith_cluster" "this" {
   }
   kubeconfig_path = var.kubeconfig_path
 }
+
+resource "kubesmith_nodepool" "workers" {
+  count           = length(var.workers) > 0 ? 1 : 0
+  name            = "workers"
+  cluster         = kubesmith_cluster.this.join
+  credentials     = kubesmith_cluster.this.pool_credentials
+  hosts           = var.workers
+  labels          = var.worker_labels
+  max_unavailable = 1
+  drain_timeout   = "5m"
+}

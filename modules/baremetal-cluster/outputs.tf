@@ -9,8 +9,8 @@ output "ca_certificate" {
 }
 
 output "nodes" {
-  description = "Every node with its address, role and readiness."
-  value       = kubesmith_cluster.this.nodes
+  description = "Every node (masters, then workers) with its address, role and readiness."
+  value       = concat(kubesmith_cluster.this.nodes, flatten(kubesmith_nodepool.workers[*].nodes))
 }
 
 output "kubeconfig_path" {

@@ -63,3 +63,19 @@ variable "kubeconfig_path" {
   type        = string
   default     = null
 }
+
+variable "workers" {
+  description = "Worker hosts, joined as one kubesmith_nodepool; empty for a control plane only."
+  type = list(object({
+    name            = string
+    address         = string
+    host_public_key = string
+  }))
+  default = []
+}
+
+variable "worker_labels" {
+  description = "Labels of the worker nodes."
+  type        = map(string)
+  default     = {}
+}
