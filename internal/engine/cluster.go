@@ -129,6 +129,7 @@ func (e *Engine) applyLocked(ctx context.Context, spec ClusterSpec, state Cluste
 	}); err != nil {
 		return state, err
 	}
+	e.loadKernelModules(ctx, masters)
 	if err := e.adopt(ctx, &state, masters); err != nil {
 		return state, err
 	}
@@ -443,4 +444,18 @@ func normVersion(spec ClusterSpec) string {
 		return v
 	}
 	return spec.KubernetesVersion
+}
+
+// loadKernelModules loads br_netfilter and overlay on machines that have not loaded them yet, as the install
+// would (a modules-load.d file keeps them across reboots), and lets preflight judge the result. Containers share
+// the machine's kernel and are left alone (DESIGN §3.10).
+func (e *Engine) loadKernelModules(ctx context.Context, targets []*phase.Target) {
+	_ = e.forEach(ctx, targets, func(ctx context.Context, t *phase.Target) error {
+		if !t.Facts.BridgeNF && !t.Facts.IsContainer() {
+			if _, err := t.Runner.Run(ctx, "modprobe br_netfilter && modprobe overlay"); err == nil {
+				t.Facts.BridgeNF = true
+			}
+		}
+		return nil
+	})
 }

@@ -476,6 +476,7 @@ func (e *Engine) joinWorkers(ctx context.Context, spec NodePoolSpec, hostHash st
 		}); err != nil {
 			return err
 		}
+		e.loadKernelModules(ctx, ses.targets)
 		var problems []error
 		for _, t := range ses.targets {
 			own := map[int]string{}

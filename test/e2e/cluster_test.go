@@ -36,16 +36,11 @@ func TestClusterHA(t *testing.T) {
 		nodes = labNodes(t, ctx, l, clusterPrefix, clusterAddrs)
 		return nil
 	})
-	before := map[string]containerhosts.Snapshot{}
+	var before map[string]containerhosts.Snapshot
 	tm.measure(t, "snapshot hosts before install", func() error {
-		for _, n := range nodes {
-			s, err := l.Snapshot(ctx, n.Name)
-			if err != nil {
-				return err
-			}
-			before[n.Name] = s
-		}
-		return nil
+		var err error
+		before, err = snapshotAll(ctx, l, nodes)
+		return err
 	})
 
 	dir := t.TempDir()
@@ -314,20 +309,7 @@ spec:
 		return err
 	})
 	tm.measure(t, "hosts identical to their pre-install snapshots", func() error {
-		var problems []string
-		for _, n := range nodes {
-			after, err := l.Snapshot(ctx, n.Name)
-			if err != nil {
-				return err
-			}
-			for _, d := range containerhosts.Diff(before[n.Name], after) {
-				problems = append(problems, n.Name+": "+d)
-			}
-		}
-		if len(problems) > 0 {
-			return fmt.Errorf("hosts differ after destroy:\n%s", strings.Join(problems, "\n"))
-		}
-		return nil
+		return sameAsBefore(ctx, l, nodes, before)
 	})
 	tm.measure(t, "second create on the same hosts", func() error {
 		applied = true

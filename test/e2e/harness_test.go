@@ -271,3 +271,34 @@ func echoImage(t *testing.T) string {
 	t.Fatal("the bundle has no echo image")
 	return ""
 }
+
+// snapshotAll takes the pre-install snapshot of every node.
+func snapshotAll(ctx context.Context, l *containerhosts.Lab, nodes []containerhosts.Node) (map[string]containerhosts.Snapshot, error) {
+	out := map[string]containerhosts.Snapshot{}
+	for _, n := range nodes {
+		s, err := l.Snapshot(ctx, n.Name)
+		if err != nil {
+			return nil, err
+		}
+		out[n.Name] = s
+	}
+	return out, nil
+}
+
+// sameAsBefore reports every difference between the nodes now and their snapshots in before.
+func sameAsBefore(ctx context.Context, l *containerhosts.Lab, nodes []containerhosts.Node, before map[string]containerhosts.Snapshot) error {
+	var problems []string
+	for _, n := range nodes {
+		after, err := l.Snapshot(ctx, n.Name)
+		if err != nil {
+			return err
+		}
+		for _, d := range containerhosts.Diff(before[n.Name], after) {
+			problems = append(problems, n.Name+": "+d)
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("hosts differ after destroy:\n%s", strings.Join(problems, "\n"))
+	}
+	return nil
+}

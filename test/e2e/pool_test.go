@@ -29,16 +29,11 @@ func TestNodePool(t *testing.T) {
 		nodes = labNodes(t, ctx, l, "e2ep", []string{"172.30.0.31", "172.30.0.32", "172.30.0.33"})
 		return nil
 	})
-	before := map[string]containerhosts.Snapshot{}
+	var before map[string]containerhosts.Snapshot
 	tm.measure(t, "snapshot hosts before install", func() error {
-		for _, n := range nodes {
-			s, err := l.Snapshot(ctx, n.Name)
-			if err != nil {
-				return err
-			}
-			before[n.Name] = s
-		}
-		return nil
+		var err error
+		before, err = snapshotAll(ctx, l, nodes)
+		return err
 	})
 	dir := t.TempDir()
 	data, err := os.ReadFile(filepath.Join(repoRoot(t), "test", "e2e", "testdata", "pool", "main.tf"))
@@ -275,20 +270,7 @@ spec:
 			return err
 		}
 		applied = false
-		var problems []string
-		for _, n := range nodes {
-			after, err := l.Snapshot(ctx, n.Name)
-			if err != nil {
-				return err
-			}
-			for _, d := range containerhosts.Diff(before[n.Name], after) {
-				problems = append(problems, n.Name+": "+d)
-			}
-		}
-		if len(problems) > 0 {
-			return fmt.Errorf("hosts differ after destroy:\n%s", strings.Join(problems, "\n"))
-		}
-		return nil
+		return sameAsBefore(ctx, l, nodes, before)
 	})
 }
 
