@@ -363,6 +363,24 @@ func (e *Engine) phaseCluster(spec ClusterSpec, state ClusterState, bundle *arti
 
 // observe fills the read-only parts of state from the hosts and the API.
 func (e *Engine) observe(ctx context.Context, c *phase.Cluster, state *ClusterState) error {
+	obs, errs := e.observeHosts(ctx, c.Masters)
+	return e.observeWith(ctx, c, state, obs, errs)
+}
+
+// observeHosts probes every target in parallel; obs[i] and errs[i] belong to targets[i].
+func (e *Engine) observeHosts(ctx context.Context, targets []*phase.Target) ([]phase.Observation, []error) {
+	obs := make([]phase.Observation, len(targets))
+	errs := make([]error, len(targets))
+	_ = e.forEach(ctx, targets, func(ctx context.Context, t *phase.Target) error {
+		i := slices.Index(targets, t)
+		obs[i], errs[i] = phase.Observe(ctx, t)
+		return nil
+	})
+	return obs, errs
+}
+
+// observeWith is observe with the host probes already done (one probe per host and Read).
+func (e *Engine) observeWith(ctx context.Context, c *phase.Cluster, state *ClusterState, obs []phase.Observation, errs []error) error {
 	state.Join = Join{
 		ClusterName: c.Name, ClusterUID: c.UID, Endpoint: c.Endpoint(), CACertificate: state.PKI.CACert,
 		KubernetesVersion: c.Version, NodeNetwork: c.NodeNetwork.String(), PodCIDR: c.PodCIDR.String(),
@@ -374,13 +392,6 @@ func (e *Engine) observe(ctx context.Context, c *phase.Cluster, state *ClusterSt
 	if exp, err := pki.Expiry([]byte(state.Pool.ClientCert)); err == nil {
 		state.CertificatesExpire = exp
 	}
-	obs := make([]phase.Observation, len(c.Masters))
-	errs := make([]error, len(c.Masters))
-	_ = e.forEach(ctx, c.Masters, func(ctx context.Context, t *phase.Target) error {
-		i := slices.Index(c.Masters, t)
-		obs[i], errs[i] = phase.Observe(ctx, t)
-		return nil
-	})
 	ready := map[string]bool{}
 	if res, err := c.Kubectl(ctx, `get nodes -o jsonpath='{range .items[*]}{.metadata.name}{" "}{range .status.conditions[?(@.type=="Ready")]}{.status}{end}{"\n"}{end}'`, nil); err == nil {
 		for _, line := range strings.Split(res.Stdout, "\n") {

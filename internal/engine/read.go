@@ -63,8 +63,9 @@ func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state Cluste
 		return out, nil
 	}
 	marked := 0
-	for _, t := range targets {
-		o, err := phase.Observe(ctx, t)
+	obs, obsErrs := e.observeHosts(ctx, targets)
+	for i, t := range targets {
+		o, err := obs[i], obsErrs[i]
 		switch {
 		case err != nil:
 			// Connected but could not look: the state is unknown, which is never "gone".
@@ -87,7 +88,7 @@ func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state Cluste
 		return out, err
 	}
 	st := state
-	if err := e.observe(ctx, c, &st); err != nil {
+	if err := e.observeWith(ctx, c, &st, obs, obsErrs); err != nil {
 		return out, err
 	}
 	// Keep unreachable masters in the node list, marked as such.
