@@ -19,7 +19,9 @@ kslab() { go run ./internal/cmd/kslab "$@"; }
 if [[ "${1:-}" == destroy ]]; then
   if [[ -d $work/tf ]]; then
     say "terraform destroy"
-    TF_CLI_CONFIG_FILE=$cache/terraformrc "$(hack/terraform.sh)" -chdir="$work/tf" destroy -auto-approve -input=false
+    make -s build
+    TF_CLI_CONFIG_FILE=$(hack/install-provider.sh bin/terraform-provider-kubesmith "${VERSION:-0.1.0}") \
+      "$(hack/terraform.sh)" -chdir="$work/tf" destroy -auto-approve -input=false
   fi
   say "removing the container hosts"
   kslab hosts down --prefix demo
