@@ -156,7 +156,7 @@ func WaitSSH(ctx context.Context, addr string, want ssh.PublicKey, interval time
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for SSH at %s: %w (last attempt: %v)", addr, ctx.Err(), err)
+			return fmt.Errorf("waiting for SSH at %s: %w (last attempt: %w)", addr, ctx.Err(), err)
 		case <-t.C:
 		}
 	}

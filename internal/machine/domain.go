@@ -15,9 +15,6 @@ import (
 // MetadataNS is the XML namespace of kubesmith's <metadata> element in a libvirt domain.
 const MetadataNS = "https://kubesmith.dev/xmlns/machine/1"
 
-// metadataPrefix is the namespace prefix used when defining a domain.
-const metadataPrefix = "kubesmith"
-
 // KernelCmdline is the guest kernel command line of a VM booted from the base image (the lab contract).
 const KernelCmdline = "root=/dev/vda rw console=ttyS0,115200n8 net.ifnames=0 quiet"
 

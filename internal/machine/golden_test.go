@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kdomanski/iso9660"
 )
@@ -233,5 +234,29 @@ func TestParseAccelerator(t *testing.T) {
 	}
 	if _, err := ParseAccelerator("hvf"); err == nil {
 		t.Error("hvf accepted")
+	}
+}
+
+func TestAcceleratorCache(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
+	if _, ok := loadAccel(dir, "qemu:///system", "h", now); ok {
+		t.Fatal("empty cache hit")
+	}
+	r := accelRecord{URI: "qemu:///system", Hostname: "h", Accelerator: AccelTCG, Reason: "PVM", ProbedAt: now}
+	if err := storeAccel(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := loadAccel(dir, "qemu:///system", "h", now.Add(time.Hour)); !ok || got.Accelerator != AccelTCG {
+		t.Errorf("cache = %+v, %v", got, ok)
+	}
+	if _, ok := loadAccel(dir, "qemu:///system", "other-host", now); ok {
+		t.Error("another host hit the cache")
+	}
+	if _, ok := loadAccel(dir, "qemu+ssh://h/system", "h", now); ok {
+		t.Error("another URI hit the cache")
+	}
+	if _, ok := loadAccel(dir, "qemu:///system", "h", now.Add(accelCacheTTL+time.Hour)); ok {
+		t.Error("a stale result was used")
 	}
 }

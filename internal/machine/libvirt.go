@@ -746,7 +746,8 @@ func destroyDomain(conn *libvirt.Connect, name string) error {
 	}
 	err = d.UndefineFlags(libvirt.DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
 		libvirt.DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | libvirt.DOMAIN_UNDEFINE_NVRAM)
-	if err != nil && lvCode(err) == libvirt.ERR_NO_SUPPORT {
+	if c := lvCode(err); err != nil && (c == libvirt.ERR_NO_SUPPORT || c == libvirt.ERR_INVALID_ARG) {
+		// Drivers without NVRAM or checkpoints refuse the flags.
 		err = d.Undefine()
 	}
 	if err != nil && lvCode(err) != libvirt.ERR_NO_DOMAIN {
@@ -818,4 +819,3 @@ func (l *Libvirt) Delete(_ context.Context, g Group, names []string) error {
 	defer func() { _ = pool.Free() }()
 	return l.deleteNames(conn, pool, g.ClusterUID, doms, names)
 }
-

@@ -156,15 +156,6 @@ func (g Group) withDefaults() Group {
 	return g
 }
 
-func (g Group) spec(name string) (Spec, bool) {
-	for _, s := range g.Machines {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return Spec{}, false
-}
-
 func sshPort(p int) int {
 	if p == 0 {
 		return 22

@@ -72,7 +72,7 @@ type SeedFile struct {
 func (s Seed) InstanceID() string {
 	h := sha256.New()
 	for _, f := range s.files() {
-		fmt.Fprintf(h, "%s\x00%d\x00", f.Path, len(f.Data))
+		_, _ = fmt.Fprintf(h, "%s\x00%d\x00", f.Path, len(f.Data))
 		h.Write(f.Data)
 	}
 	return "ks-" + hex.EncodeToString(h.Sum(nil)[:8])
