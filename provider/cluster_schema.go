@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -14,10 +15,12 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/engine"
 )
 
 // Defaults of the cluster resource.
@@ -49,6 +52,7 @@ type clusterResourceModel struct {
 	MastersSchedulable types.Bool     `tfsdk:"masters_schedulable"`
 	KubeProxyMode      types.String   `tfsdk:"kube_proxy_mode"`
 	Manifests          types.List     `tfsdk:"manifests"`
+	Addons             types.Set      `tfsdk:"addons"`
 	KubeconfigPath     types.String   `tfsdk:"kubeconfig_path"`
 	KubeconfigValidity types.String   `tfsdk:"kubeconfig_validity"`
 	Tuning             types.Object   `tfsdk:"tuning"`
@@ -177,6 +181,15 @@ func nodeAttrTypes() map[string]attr.Type {
 		return objectAttrTypes(lt.ElemType)
 	}
 	return nil
+}
+
+// defaultAddonsSet is engine.DefaultAddons as a set value.
+func defaultAddonsSet() types.Set {
+	vals := make([]attr.Value, 0, len(engine.DefaultAddons()))
+	for _, a := range engine.DefaultAddons() {
+		vals = append(vals, types.StringValue(a))
+	}
+	return types.SetValueMust(types.StringType, vals)
 }
 
 func emptyStringList() types.List { return types.ListValueMust(types.StringType, []attr.Value{}) }
@@ -326,6 +339,19 @@ func clusterSchema(ctx context.Context) schema.Schema {
 				MarkdownDescription: "Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, " +
 					"for example `file(\"ingress.yaml\")`. Their images must come from the bundle or a registry the " +
 					"nodes can reach.",
+			},
+			"addons": schema.SetAttribute{
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Default:     setdefault.StaticValue(defaultAddonsSet()),
+				Description: "Optional built-in add-ons, installed from the bundle: metallb (MetalLB controller and " +
+					"L2 speaker, configured by kubesmith_loadbalancer's service_pools). Defaults to [\"metallb\"]. " +
+					"An add-on removed from the list is uninstalled.",
+				MarkdownDescription: "Optional built-in add-ons, installed from the bundle: `metallb` (MetalLB controller " +
+					"and L2 speaker, configured by `kubesmith_loadbalancer`'s `service_pools`). Defaults to `[\"metallb\"]`. " +
+					"An add-on removed from the list is uninstalled. CoreDNS, the RBAC rules and the pod network are always installed.",
+				Validators: []validator.Set{setvalidator.ValueStringsAre(stringvalidator.OneOf(engine.OptionalAddons()...))},
 			},
 			"kubeconfig_path": schema.StringAttribute{
 				Optional: true,

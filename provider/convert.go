@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"time"
 
@@ -78,6 +79,37 @@ func (r *specReader) strings(v types.List, p string) []string {
 	return out
 }
 
+// stringSet reads a set of strings, sorted; an empty set gives an empty (non-nil) slice.
+func (r *specReader) stringSet(v types.Set, p string) []string {
+	if v.IsUnknown() {
+		r.unknown = append(r.unknown, p)
+		return nil
+	}
+	if v.IsNull() {
+		return nil
+	}
+	var elems []types.String
+	r.diags.Append(v.ElementsAs(r.ctx, &elems, true)...)
+	out := make([]string, 0, len(elems))
+	for _, e := range elems {
+		out = append(out, r.str(e, p))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// addonsSet is the addons attribute for an imported spec.
+func addonsSet(addons []string) types.Set {
+	if addons == nil {
+		return defaultAddonsSet()
+	}
+	vals := make([]attr.Value, 0, len(addons))
+	for _, a := range addons {
+		vals = append(vals, types.StringValue(a))
+	}
+	return types.SetValueMust(types.StringType, vals)
+}
+
 // object reads a nested object into target. It returns false when the object is null or unknown.
 func (r *specReader) object(v types.Object, p string, target any) bool {
 	if v.IsUnknown() {
@@ -107,6 +139,7 @@ func specFromModel(ctx context.Context, m clusterResourceModel, data *providerDa
 		MastersSchedulable: r.boolean(m.MastersSchedulable, "masters_schedulable"),
 		KubeProxyMode:      r.str(m.KubeProxyMode, "kube_proxy_mode"),
 		Manifests:          r.strings(m.Manifests, "manifests"),
+		Addons:             r.stringSet(m.Addons, "addons"),
 		KubeconfigPath:     r.str(m.KubeconfigPath, "kubeconfig_path"),
 	}
 	if data != nil {
@@ -372,6 +405,7 @@ func modelFromImport(ctx context.Context, spec engine.ClusterSpec, st engine.Clu
 		MastersSchedulable: types.BoolValue(spec.MastersSchedulable),
 		KubeProxyMode:      types.StringValue(orString(spec.KubeProxyMode, defaultKubeProxyMode)),
 		Manifests:          stringList(spec.Manifests),
+		Addons:             addonsSet(spec.Addons),
 		KubeconfigPath:     nullIfEmpty(spec.KubeconfigPath),
 		KubeconfigValidity: types.StringValue(defaultKubeconfigValidity),
 		Timeouts:           timeouts.Value{Object: types.ObjectNull(timeoutsAttrTypes())},

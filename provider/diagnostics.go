@@ -106,7 +106,8 @@ func addFieldErrors(diags *diag.Diagnostics, errs []engine.FieldError, unknown [
 			diags.AddError(fe.Summary, fe.Detail)
 			continue
 		}
-		diags.AddAttributeError(p, fe.Summary, fe.Detail)
+		// Terraform cannot always point at nested attributes in the configuration, so the detail names it too.
+		diags.AddAttributeError(p, fe.Summary, fmt.Sprintf("%s\n\nThis concerns %s.", fe.Detail, fe.Path))
 	}
 }
 

@@ -51,6 +51,8 @@ type fakeEngine struct {
 	pools       map[string]*fakePool
 	poolApplies int
 	poolEvents  []string
+	lbs         map[string]*fakeLB
+	lbEvents    []string
 }
 
 type fakeCluster struct {
@@ -66,6 +68,7 @@ func newFakeEngine() *fakeEngine {
 		hosts:    map[string]*fakeHost{},
 		clusters: map[string]fakeCluster{},
 		pools:    map[string]*fakePool{},
+		lbs:      map[string]*fakeLB{},
 	}
 }
 

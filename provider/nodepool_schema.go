@@ -66,9 +66,6 @@ func poolCredentialAttrTypes() map[string]attr.Type {
 
 // nodePoolSchema describes kubesmith_nodepool.
 func nodePoolSchema(ctx context.Context) schema.Schema {
-	req := func(d string) schema.Attribute {
-		return schema.StringAttribute{Required: true, Description: d, MarkdownDescription: d}
-	}
 	return schema.Schema{
 		Description: "Workers that join a kubesmith cluster over SSH: binaries and images from the artifact bundle, " +
 			"kubelet TLS bootstrap with one-node tokens whose CSRs kubesmith approves by name, and ordered removal " +
@@ -89,46 +86,8 @@ func nodePoolSchema(ctx context.Context) schema.Schema {
 				MarkdownDescription: "Pool name, a lower-case DNS label; nodes carry it as the `kubesmith.io/pool` label.",
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
-			"cluster": schema.SingleNestedAttribute{
-				Required:            true,
-				Description:         "The cluster's join attribute (kubesmith_cluster.NAME.join). Moving a pool to another cluster replaces it.",
-				MarkdownDescription: "The cluster's `join` attribute (`kubesmith_cluster.NAME.join`). Moving a pool to another cluster replaces it.",
-				Attributes: map[string]schema.Attribute{
-					"cluster_name":       req("Cluster name."),
-					"cluster_uid":        req("Cluster UID."),
-					"endpoint":           req("Kubernetes API URL."),
-					"ca_certificate":     req("PEM certificate of the cluster CA."),
-					"kubernetes_version": req("Kubernetes version; the workers get the same."),
-					"node_network":       req("CIDR of the node network."),
-					"pod_cidr":           req("Pod network."),
-					"service_cidr":       req("Service network."),
-					"cluster_dns":        req("Address of the cluster DNS Service."),
-					"masters": schema.ListAttribute{
-						ElementType: types.StringType, Required: true,
-						Description: "Master addresses.", MarkdownDescription: "Master addresses.",
-					},
-				},
-				PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplaceIf(clusterUIDChanged,
-					"Replaces the pool when the cluster UID changes.", "Replaces the pool when the cluster UID changes.")},
-			},
-			"credentials": schema.SingleNestedAttribute{
-				Required:  true,
-				Sensitive: true,
-				Description: "The cluster's pool_credentials: a restricted identity that creates bootstrap tokens, approves " +
-					"its own nodes' CSRs and labels or drains nodes.",
-				MarkdownDescription: "The cluster's `pool_credentials`: a restricted identity that creates bootstrap " +
-					"tokens, approves its own nodes' CSRs and labels or drains nodes. It is not cluster-admin.",
-				Attributes: map[string]schema.Attribute{
-					"client_certificate": schema.StringAttribute{
-						Required: true, Sensitive: true,
-						Description: "PEM client certificate.", MarkdownDescription: "PEM client certificate.",
-					},
-					"client_key": schema.StringAttribute{
-						Required: true, Sensitive: true,
-						Description: "PEM private key.", MarkdownDescription: "PEM private key.",
-					},
-				},
-			},
+			"cluster":     joinInputAttribute("pool"),
+			"credentials": credentialsInputAttribute("creates bootstrap tokens, approves its own nodes' CSRs and labels or drains nodes"),
 			"hosts": schema.ListNestedAttribute{
 				Required: true,
 				Description: "The workers. Adding a host joins it without touching the others; removing one drains, " +
@@ -233,21 +192,8 @@ func nodePoolSpecFromModel(ctx context.Context, m nodePoolResourceModel, data *p
 	if data != nil {
 		spec.SSH, spec.Artifacts = data.ssh, data.artifacts
 	}
-	var j joinModel
-	if r.object(m.Cluster, "cluster", &j) {
-		spec.Cluster = engine.Join{
-			ClusterName: r.str(j.ClusterName, "cluster.cluster_name"), ClusterUID: r.str(j.ClusterUID, "cluster.cluster_uid"),
-			Endpoint: r.str(j.Endpoint, "cluster.endpoint"), CACertificate: r.str(j.CACertificate, "cluster.ca_certificate"),
-			KubernetesVersion: r.str(j.KubernetesVersion, "cluster.kubernetes_version"),
-			NodeNetwork:       r.str(j.NodeNetwork, "cluster.node_network"), PodCIDR: r.str(j.PodCIDR, "cluster.pod_cidr"),
-			ServiceCIDR: r.str(j.ServiceCIDR, "cluster.service_cidr"), ClusterDNS: r.str(j.ClusterDNS, "cluster.cluster_dns"),
-			Masters: r.strings(j.Masters, "cluster.masters"),
-		}
-	}
-	var c poolCredentialsModel
-	if r.object(m.Credentials, "credentials", &c) {
-		spec.Credentials = engine.PoolCredentials{ClientCert: r.str(c.ClientCertificate, "credentials"), ClientKey: r.str(c.ClientKey, "credentials")}
-	}
+	spec.Cluster = r.joinInput(m.Cluster, "cluster")
+	spec.Credentials = r.credentialsInput(m.Credentials, "credentials")
 	switch {
 	case m.Labels.IsUnknown():
 		r.unknown = append(r.unknown, "labels")

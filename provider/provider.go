@@ -105,7 +105,7 @@ func (p *kubesmithProvider) Configure(ctx context.Context, req provider.Configur
 
 // Resources lists the managed resources.
 func (p *kubesmithProvider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{NewClusterResource, NewNodePoolResource}
+	return []func() resource.Resource{NewClusterResource, NewNodePoolResource, NewLoadBalancerResource}
 }
 
 // DataSources lists the data sources; there are none yet.

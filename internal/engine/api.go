@@ -71,4 +71,16 @@ type API interface {
 	DeleteNodePool(ctx context.Context, spec NodePoolSpec, state NodePoolState, progress Progress) error
 	// ImportNodePool rebuilds a pool's spec (without credentials) and state from one of its workers.
 	ImportNodePool(ctx context.Context, ssh SSH, artifacts Artifacts, address, hostPublicKey string) (NodePoolSpec, NodePoolState, error)
+
+	// ValidateLoadBalancer checks a load balancer spec without touching any host or the cluster.
+	ValidateLoadBalancer(ctx context.Context, spec LoadBalancerSpec) []FieldError
+	// DesiredLoadBalancerHash is the config hash ReadLoadBalancer reports when everything matches spec.
+	DesiredLoadBalancerHash(spec LoadBalancerSpec) (string, error)
+	// ApplyLoadBalancer converges the MetalLB pools and the frontend hosts. prior is nil on create. On error it
+	// still returns the hosts that may carry state.
+	ApplyLoadBalancer(ctx context.Context, spec LoadBalancerSpec, prior *LoadBalancerState, progress Progress) (LoadBalancerState, error)
+	// ReadLoadBalancer probes the pools and the frontend hosts.
+	ReadLoadBalancer(ctx context.Context, spec LoadBalancerSpec, state LoadBalancerState) (LoadBalancerReadResult, error)
+	// DeleteLoadBalancer removes the pools and the frontends.
+	DeleteLoadBalancer(ctx context.Context, spec LoadBalancerSpec, state LoadBalancerState, progress Progress) error
 }

@@ -39,6 +39,7 @@ type record struct {
 	MastersSchedulable bool     `json:"masters_schedulable"`
 	KubeProxyMode      string   `json:"kube_proxy_mode"`
 	Manifests          []string `json:"manifests"`
+	Addons             []string `json:"addons"`
 	Tuning             Tuning   `json:"tuning"`
 	// KubeconfigPath is where the last apply wrote the admin kubeconfig on the machine running Terraform; kept
 	// so that an import reproduces the configuration.
@@ -50,7 +51,7 @@ func recordOf(spec ClusterSpec, uid string) record {
 		Name: spec.Name, UID: uid, KubernetesVersion: spec.KubernetesVersion, NodeNetwork: spec.NodeNetwork,
 		APIVIP: spec.APIVIP, APIPort: spec.APIPort, PodCIDR: spec.PodCIDR, ServiceCIDR: spec.ServiceCIDR,
 		UpstreamDNS: nonNil(spec.UpstreamDNS), Masters: spec.ControlPlane, MastersSchedulable: spec.MastersSchedulable,
-		KubeProxyMode: spec.KubeProxyMode, Manifests: nonNil(spec.Manifests), Tuning: spec.Tuning,
+		KubeProxyMode: spec.KubeProxyMode, Manifests: nonNil(spec.Manifests), Addons: nonNil(spec.Addons), Tuning: spec.Tuning,
 		KubeconfigPath: spec.KubeconfigPath,
 	}
 }
@@ -349,7 +350,7 @@ func (e *Engine) phaseCluster(spec ClusterSpec, state ClusterState, bundle *arti
 		NodeNetwork: netip.MustParsePrefix(spec.NodeNetwork).Masked(), VIP: netip.MustParseAddr(spec.APIVIP),
 		APIPort: spec.APIPort, PodCIDR: netip.MustParsePrefix(spec.PodCIDR).Masked(),
 		ServiceCIDR: netip.MustParsePrefix(spec.ServiceCIDR).Masked(), UpstreamDNS: spec.UpstreamDNS,
-		ProxyMode: spec.KubeProxyMode, Schedulable: spec.MastersSchedulable, Manifests: spec.Manifests,
+		ProxyMode: spec.KubeProxyMode, Schedulable: spec.MastersSchedulable, Manifests: spec.Manifests, Addons: spec.Addons,
 		EtcdHeartbeatMS: spec.Tuning.EtcdHeartbeatMS, EtcdElectionMS: spec.Tuning.EtcdElectionMS,
 		LeaseDuration: spec.Tuning.LeaderElectionLease, RenewDeadline: spec.Tuning.RenewDeadline, RetryPeriod: spec.Tuning.RetryPeriod,
 		CAs: clusterCAs(state.PKI), EncryptionKey: state.PKI.EncryptionKey, KeepalivedPassword: state.PKI.KeepalivedPassword,

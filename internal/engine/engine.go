@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -100,6 +101,13 @@ func expandHome(p string) string {
 	return p
 }
 
+// OptionalAddons lists the optional built-in add-ons a cluster spec may name.
+func OptionalAddons() []string { return phase.OptionalAddons() }
+
+// DefaultAddons are the optional add-ons a cluster gets when the spec names none: MetalLB, so that
+// kubesmith_loadbalancer's service pools work.
+func DefaultAddons() []string { return []string{phase.AddonMetalLB} }
+
 // withDefaults fills the defaults the provider documents.
 func withDefaults(s ClusterSpec) ClusterSpec {
 	if s.APIPort == 0 {
@@ -113,6 +121,11 @@ func withDefaults(s ClusterSpec) ClusterSpec {
 	}
 	if s.KubeProxyMode == "" {
 		s.KubeProxyMode = "iptables"
+	}
+	if s.Addons == nil {
+		s.Addons = DefaultAddons()
+	} else {
+		s.Addons = slices.Sorted(slices.Values(s.Addons))
 	}
 	t := &s.Tuning
 	if t.EtcdHeartbeatMS == 0 {

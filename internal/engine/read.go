@@ -158,7 +158,7 @@ func (e *Engine) ImportCluster(ctx context.Context, sshCfg SSH, arts Artifacts, 
 		Name: rec.Name, KubernetesVersion: rec.KubernetesVersion, NodeNetwork: rec.NodeNetwork, APIVIP: rec.APIVIP,
 		APIPort: rec.APIPort, PodCIDR: rec.PodCIDR, ServiceCIDR: rec.ServiceCIDR, UpstreamDNS: rec.UpstreamDNS,
 		ControlPlane: rec.Masters, MastersSchedulable: rec.MastersSchedulable, KubeProxyMode: rec.KubeProxyMode,
-		Manifests: rec.Manifests, Tuning: rec.Tuning, SSH: sshCfg, Artifacts: arts, KubeconfigPath: rec.KubeconfigPath,
+		Manifests: rec.Manifests, Addons: rec.Addons, Tuning: rec.Tuning, SSH: sshCfg, Artifacts: arts, KubeconfigPath: rec.KubeconfigPath,
 	}
 	p, err := readPKI(ctx, r)
 	if err != nil {

@@ -80,6 +80,9 @@ type ClusterSpec struct {
 	KubeProxyMode string
 	// Manifests are extra user manifests (YAML) applied after the built-in add-ons.
 	Manifests []string
+	// Addons are the optional built-in add-ons (phase.OptionalAddons); nil means DefaultAddons. Add-ons that are
+	// not listed are removed.
+	Addons []string
 	// KubeconfigPath optionally names a file where the admin kubeconfig is written.
 	KubeconfigPath string
 	SSH            SSH

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -145,6 +146,17 @@ func ValidateClusterSpec(spec ClusterSpec, availableVersions []string) []FieldEr
 	case "", "iptables", "nftables":
 	default:
 		add("kube_proxy_mode", "Unsupported kube-proxy mode", "%q is not supported; use \"iptables\" or \"nftables\" (IPVS is not offered).", spec.KubeProxyMode)
+	}
+	seenAddon := map[string]bool{}
+	for i, a := range spec.Addons {
+		p := fmt.Sprintf("addons[%d]", i)
+		switch {
+		case !slices.Contains(phase.OptionalAddons(), a):
+			add(p, "Unknown add-on", "%q is not an optional add-on; choose from %s.", a, strings.Join(phase.OptionalAddons(), ", "))
+		case seenAddon[a]:
+			add(p, "Duplicate add-on", "%q is listed twice.", a)
+		}
+		seenAddon[a] = true
 	}
 	t := spec.Tuning
 	if t.EtcdHeartbeatMS != 0 && t.EtcdElectionMS != 0 && t.EtcdElectionMS < 5*t.EtcdHeartbeatMS {

@@ -26,6 +26,8 @@ type Cluster struct {
 	ProxyMode   string
 	Schedulable bool
 	Manifests   []string
+	// Addons are the optional built-in add-ons to install (AddonMetalLB); the ones not listed are removed.
+	Addons []string
 
 	EtcdHeartbeatMS, EtcdElectionMS           int
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/pki"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/render"
 )
 
@@ -164,7 +165,14 @@ func (c *Cluster) NodeFiles(ctx context.Context, t *Target) ([]File, error) {
 	return out, nil
 }
 
-// AddonManifest renders a built-in add-on: "rbac" or "coredns".
+// AddonMetalLB is the optional MetalLB add-on (controller and L2 speaker), which kubesmith_loadbalancer's
+// service pools configure.
+const AddonMetalLB = "metallb"
+
+// OptionalAddons lists the optional built-in add-ons, in install order.
+func OptionalAddons() []string { return []string{AddonMetalLB} }
+
+// AddonManifest renders a built-in add-on: "rbac", "bootstrap-rbac", "coredns" or one of OptionalAddons.
 func (c *Cluster) AddonManifest(name string) ([]byte, error) {
 	var f render.File
 	switch name {
@@ -180,6 +188,20 @@ func (c *Cluster) AddonManifest(name string) ([]byte, error) {
 		f = render.CoreDNSAddon{
 			Image: img, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: c.DNSServiceIP().String(),
 			ClusterDomain: render.DefaultClusterDomain, UpstreamDNS: nonLoopback(c.UpstreamDNS), Replicas: render.DefaultCoreDNSReplicas,
+		}
+	case AddonMetalLB:
+		ctl, err := c.Select.ImageRef("metallb-controller")
+		if err != nil {
+			return nil, err
+		}
+		spk, err := c.Select.ImageRef("metallb-speaker")
+		if err != nil {
+			return nil, err
+		}
+		_, version, _ := strings.Cut(ctl, ":")
+		f = render.MetalLBAddon{
+			Version: version, ControllerImage: ctl, SpeakerImage: spk, ImagePullPolicy: "IfNotPresent",
+			PoolManagerGroup: pki.GroupPoolManagers,
 		}
 	default:
 		return nil, fmt.Errorf("unknown add-on %q", name)

@@ -115,6 +115,17 @@ func Install(ctx context.Context, c *Cluster) error {
 		if err := c.applyAddon(ctx, "coredns"); err != nil {
 			return err
 		}
+		for _, a := range OptionalAddons() {
+			var err error
+			if slices.Contains(c.Addons, a) {
+				err = c.applyAddon(ctx, a)
+			} else {
+				err = c.removeAddon(ctx, a)
+			}
+			if err != nil {
+				return err
+			}
+		}
 		for i, m := range c.Manifests {
 			if err := c.kubectlApply(ctx, fmt.Sprintf("user manifest %d", i), []byte(m)); err != nil {
 				return err
@@ -331,6 +342,27 @@ func (c *Cluster) applyAddon(ctx context.Context, name string) error {
 		return err
 	}
 	return c.kubectlApply(ctx, name+" add-on", m)
+}
+
+// removeAddon deletes an optional add-on that is no longer wanted. It does nothing when the add-on's namespace
+// does not exist, so clusters that never had it pay one API call.
+func (c *Cluster) removeAddon(ctx context.Context, name string) error {
+	ns := map[string]string{AddonMetalLB: "metallb-system"}[name]
+	res, err := c.Kubectl(ctx, "get namespace --ignore-not-found -o name "+node.Quote(ns), nil)
+	if err != nil {
+		return fmt.Errorf("looking for the %s add-on: %w", name, err)
+	}
+	if strings.TrimSpace(res.Stdout) == "" {
+		return nil
+	}
+	m, err := c.AddonManifest(name)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Kubectl(ctx, "delete --ignore-not-found --wait=false -f -", m); err != nil {
+		return fmt.Errorf("removing the %s add-on: %w", name, err)
+	}
+	return nil
 }
 
 func (c *Cluster) waitNodesReady(ctx context.Context) error {

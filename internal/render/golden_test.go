@@ -128,6 +128,22 @@ func goldenCases() []goldenCase {
 		}},
 		{"rbac.yaml", NewRBACAddon([]string{DefaultBootstrapGroup})},
 		{"kubelet-bootstrap-rbac.yaml", BootstrapRBACAddon{Groups: []string{DefaultBootstrapGroup}}},
+		{"metallb.yaml", MetalLBAddon{
+			Version: "v0.15.2", ControllerImage: "quay.io/metallb/controller:v0.15.2", SpeakerImage: "quay.io/metallb/speaker:v0.15.2",
+			ImagePullPolicy: "IfNotPresent", PoolManagerGroup: "kubesmith:pool-managers",
+		}},
+		{"lb-haproxy.cfg", LBHAProxyConfig{VIP: "172.30.0.249", Frontends: []LBFrontend{
+			{Port: 80, Backends: []LBBackend{{"172.30.0.21", 30080}, {"172.30.0.22", 30080}}},
+			{Port: 443, Backends: []LBBackend{{"172.30.0.21", 30443}}},
+		}}},
+		{"lb-keepalived.conf", LBKeepalivedConfig{
+			Instance: "edge", RouterID: "lb1", Interface: "eth0", VIP: "172.30.0.249", VIPPrefixLen: 24,
+			VirtualRouterID: 77, Priority: 150, AuthPass: "lbVRRP12", UnicastSrcIP: "172.30.0.26",
+			UnicastPeers: []string{"172.30.0.27"},
+		}},
+		{"lb-check-haproxy.sh", LBCheck{}},
+		{"kubesmith-lb-haproxy.service", LBHAProxyUnitFile{}},
+		{"kubesmith-lb-keepalived.service", LBKeepalivedUnitFile{}},
 		{"reset.sh", ResetScript{
 			Units: KubesmithUnits(), PackageUnits: PackageUnits(), Binaries: InstalledBinaries(),
 			Files: []string{"/etc/sysctl.d/99-kubesmith.conf", "/etc/modules-load.d/kubesmith.conf"},
