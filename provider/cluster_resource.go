@@ -130,6 +130,16 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		tflog.Debug(ctx, "cluster validation deferred: provider configuration not known yet")
 	}
 
+	// The join object is derived from the spec, except the UID and the CA that create generates: plan what is
+	// known, so that pools and load balancers created in the same apply validate their addresses at plan time.
+	if prior == nil && len(unknown) == 0 && !libvirtRequested(ctx, plan) {
+		if j, ok := engine.PlannedJoin(spec); ok {
+			pj, d := plannedJoinValue(j)
+			resp.Diagnostics.Append(d...)
+			plan.Join = pj
+		}
+	}
+
 	if prior != nil {
 		plan.ConfigHash = types.StringUnknown()
 		if validated && len(unknown) == 0 {
@@ -146,6 +156,17 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		resp.Diagnostics.Append(diags...)
 		if prior.Installed.ValueBool() && joinInputsEqual(spec, priorSpec) && len(unknown) == 0 {
 			plan.Join = prior.Join
+		} else if j, ok := engine.PlannedJoin(spec); ok && len(unknown) == 0 && !libvirtRequested(ctx, plan) {
+			j.ClusterUID = prior.ClusterUID.ValueString()
+			pj, d := plannedJoinValue(j)
+			resp.Diagnostics.Append(d...)
+			if ca := prior.CACertificate.ValueString(); ca != "" {
+				attrs := pj.Attributes()
+				attrs["ca_certificate"] = types.StringValue(ca)
+				pj, d = types.ObjectValue(joinAttrTypes(), attrs)
+				resp.Diagnostics.Append(d...)
+			}
+			plan.Join = pj
 		} else {
 			plan.Join = types.ObjectUnknown(joinAttrTypes())
 		}

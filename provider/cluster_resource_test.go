@@ -111,7 +111,8 @@ func TestAccCluster_lifecycle(t *testing.T) {
 						// DESIGN §3.4: a version change never replaces the cluster.
 						plancheck.ExpectResourceAction(testAddr, plancheck.ResourceActionUpdate),
 						plancheck.ExpectKnownValue(testAddr, tfjsonpath.New("config_hash"), knownvalue.StringRegexp(hexHash)),
-						plancheck.ExpectUnknownValue(testAddr, tfjsonpath.New("join")),
+						// The join object is planned from the spec: pools see the new version at plan time.
+						plancheck.ExpectKnownValue(testAddr, tfjsonpath.New("join").AtMapKey("kubernetes_version"), knownvalue.StringExact("v1.38.0")),
 						plancheck.ExpectUnknownValue(testAddr, tfjsonpath.New("nodes")),
 					},
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},

@@ -345,6 +345,27 @@ func joinValue(j engine.Join) (types.Object, diag.Diagnostics) {
 	})
 }
 
+// plannedJoinValue is the join object at plan time: the UID (when j has none) and the CA certificate are left
+// unknown, because create generates them.
+func plannedJoinValue(j engine.Join) (types.Object, diag.Diagnostics) {
+	uid := types.StringUnknown()
+	if j.ClusterUID != "" {
+		uid = types.StringValue(j.ClusterUID)
+	}
+	return types.ObjectValue(joinAttrTypes(), map[string]attr.Value{
+		"cluster_name":       types.StringValue(j.ClusterName),
+		"cluster_uid":        uid,
+		"endpoint":           types.StringValue(j.Endpoint),
+		"ca_certificate":     types.StringUnknown(),
+		"kubernetes_version": types.StringValue(j.KubernetesVersion),
+		"node_network":       types.StringValue(j.NodeNetwork),
+		"pod_cidr":           types.StringValue(j.PodCIDR),
+		"service_cidr":       types.StringValue(j.ServiceCIDR),
+		"cluster_dns":        types.StringValue(j.ClusterDNS),
+		"masters":            stringList(j.Masters),
+	})
+}
+
 func pkiValue(p engine.PKI) (types.Object, diag.Diagnostics) {
 	return types.ObjectValue(pkiAttrTypes(), map[string]attr.Value{
 		"ca_cert":             types.StringValue(p.CACert),

@@ -150,15 +150,11 @@ func (f *fakeEngine) ApplyCluster(ctx context.Context, spec engine.ClusterSpec, 
 	st.ConfigHash = hash
 	st.Installed = true
 	st.Pool = engine.PoolCredentials{ClientCert: "pool-cert-" + st.UID, ClientKey: "pool-key-" + st.UID}
-	st.Join = engine.Join{
-		ClusterName: spec.Name, ClusterUID: st.UID, CACertificate: st.PKI.CACert,
-		Endpoint:          "https://" + net.JoinHostPort(spec.APIVIP, strconv.Itoa(spec.APIPort)),
-		KubernetesVersion: v, NodeNetwork: spec.NodeNetwork, PodCIDR: spec.PodCIDR, ServiceCIDR: spec.ServiceCIDR,
-		ClusterDNS: "10.96.0.10",
-	}
+	// The real engine's join (it is derived from the spec), which the provider also plans.
+	st.Join, _ = engine.PlannedJoin(spec)
+	st.Join.ClusterUID, st.Join.CACertificate = st.UID, st.PKI.CACert
 	st.EtcdMembers = nil
 	for _, h := range spec.ControlPlane {
-		st.Join.Masters = append(st.Join.Masters, h.Address)
 		st.EtcdMembers = append(st.EtcdMembers, h.Name)
 	}
 	st.CertificatesExpire = time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -208,3 +208,42 @@ func TestAccLoadBalancer_planTimeValidation(t *testing.T) {
 		t.Errorf("validation failures created %d load balancers", n)
 	}
 }
+
+// TestAccLoadBalancer_validatedOnTheFirstPlan: a cluster and a load balancer created in one apply. The
+// cluster plans its join object (all but the UID and CA), so a Service pool that contains a master's address
+// fails on the very first plan, before anything exists; a good one plans and applies.
+func TestAccLoadBalancer_validatedOnTheFirstPlan(t *testing.T) {
+	fake := newFakeEngine()
+	stack := func(pool string) string {
+		c := defaultClusterConfig()
+		c.Epilogue = fmt.Sprintf(`
+resource "kubesmith_loadbalancer" "edge" {
+  name          = "edge"
+  cluster       = kubesmith_cluster.test.join
+  credentials   = kubesmith_cluster.test.pool_credentials
+  service_pools = [{ name = "default", addresses = [%q] }]
+}
+`, pool)
+		return c.render()
+	}
+	resource.UnitTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories(fake),
+		Steps: []resource.TestStep{
+			{
+				Config: stack("172.30.0.8/29"), PlanOnly: true,
+				ExpectError: regexp.MustCompile(`(?s)Pool contains addresses in use.*172\.30\.0\.11 \(master`),
+			},
+			{
+				Config: stack("172.30.0.200-172.30.0.210"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectKnownValue("kubesmith_cluster.test", tfjsonpath.New("join").AtMapKey("endpoint"),
+							knownvalue.StringExact("https://172.30.0.250:6443")),
+						plancheck.ExpectUnknownValue("kubesmith_cluster.test", tfjsonpath.New("join").AtMapKey("cluster_uid")),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+		},
+	})
+}

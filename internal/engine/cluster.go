@@ -382,14 +382,12 @@ func (e *Engine) observeHosts(ctx context.Context, targets []*phase.Target) ([]p
 
 // observeWith is observe with the host probes already done (one probe per host and Read).
 func (e *Engine) observeWith(ctx context.Context, c *phase.Cluster, state *ClusterState, obs []phase.Observation, errs []error) error {
-	state.Join = Join{
-		ClusterName: c.Name, ClusterUID: c.UID, Endpoint: c.Endpoint(), CACertificate: state.PKI.CACert,
-		KubernetesVersion: c.Version, NodeNetwork: c.NodeNetwork.String(), PodCIDR: c.PodCIDR.String(),
-		ServiceCIDR: c.ServiceCIDR.String(), ClusterDNS: c.DNSServiceIP().String(),
-	}
+	var addrs []string
 	for _, m := range c.Masters {
-		state.Join.Masters = append(state.Join.Masters, m.Address)
+		addrs = append(addrs, m.Address)
 	}
+	state.Join = joinOf(c, addrs)
+	state.Join.ClusterUID, state.Join.CACertificate = c.UID, state.PKI.CACert
 	if exp, err := pki.Expiry([]byte(state.Pool.ClientCert)); err == nil {
 		state.CertificatesExpire = exp
 	}
@@ -439,6 +437,38 @@ func (e *Engine) observeWith(ctx context.Context, c *phase.Cluster, state *Clust
 		}
 	}
 	return nil
+}
+
+// joinOf is the join object of c without the UID and the CA certificate.
+func joinOf(c *phase.Cluster, masters []string) Join {
+	return Join{
+		ClusterName: c.Name, Endpoint: c.Endpoint(), KubernetesVersion: c.Version, NodeNetwork: c.NodeNetwork.String(),
+		PodCIDR: c.PodCIDR.String(), ServiceCIDR: c.ServiceCIDR.String(), ClusterDNS: c.DNSServiceIP().String(),
+		Masters: masters,
+	}
+}
+
+// PlannedJoin is the join object ApplyCluster will report for spec, except the cluster UID and CA certificate,
+// which it generates. ok is false when the spec cannot be parsed far enough. The provider plans it, so that node
+// pools and load balancers validate their addresses against the cluster on the first plan.
+func PlannedJoin(spec ClusterSpec) (j Join, ok bool) {
+	spec = withDefaults(spec)
+	nodeNet, err1 := netip.ParsePrefix(spec.NodeNetwork)
+	podNet, err2 := netip.ParsePrefix(spec.PodCIDR)
+	svcNet, err3 := netip.ParsePrefix(spec.ServiceCIDR)
+	vip, err4 := netip.ParseAddr(spec.APIVIP)
+	if err := errors.Join(err1, err2, err3, err4); err != nil || len(spec.ControlPlane) == 0 {
+		return Join{}, false
+	}
+	c := &phase.Cluster{
+		Name: spec.Name, Version: normVersion(spec), NodeNetwork: nodeNet.Masked(), VIP: vip, APIPort: spec.APIPort,
+		PodCIDR: podNet.Masked(), ServiceCIDR: svcNet.Masked(),
+	}
+	masters := make([]string, 0, len(spec.ControlPlane))
+	for _, h := range spec.ControlPlane {
+		masters = append(masters, h.Address)
+	}
+	return joinOf(c, masters), true
 }
 
 func joinFieldErrors(errs []FieldError) error {

@@ -121,9 +121,7 @@ func ValidateLoadBalancerSpec(spec LoadBalancerSpec) []FieldError {
 		add("name", "Invalid load balancer name", "%q must be 1-32 lower-case letters, digits or '-', starting and ending with a letter or digit.", spec.Name)
 	}
 	j := spec.Cluster
-	if j.ClusterUID == "" || j.Endpoint == "" || j.CACertificate == "" {
-		add("cluster", "Incomplete cluster join object", "cluster must be the join attribute of a kubesmith_cluster (cluster_uid, endpoint and ca_certificate are required).")
-	}
+	validateJoinIdentity(j, add)
 	if spec.Credentials.ClientCert == "" || spec.Credentials.ClientKey == "" {
 		add("credentials", "Missing pool credentials", "credentials must be the pool_credentials attribute of the kubesmith_cluster.")
 	}

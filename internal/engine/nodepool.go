@@ -133,12 +133,8 @@ func ValidateNodePoolSpec(spec NodePoolSpec, availableVersions []string) []Field
 		add("name", "Invalid node pool name", "%q must be 1-32 lower-case letters, digits or '-', starting and ending with a letter or digit.", spec.Name)
 	}
 	j := spec.Cluster
-	if j.ClusterUID == "" || j.Endpoint == "" || j.CACertificate == "" {
-		add("cluster", "Incomplete cluster join object", "cluster must be the join attribute of a kubesmith_cluster (cluster_uid, endpoint and ca_certificate are required).")
-	} else {
-		if _, err := endpointAddr(j.Endpoint); err != nil {
-			add("cluster.endpoint", "Invalid API endpoint", "%v.", err)
-		}
+	validateJoinIdentity(j, add)
+	if j.CACertificate != "" {
 		if _, err := pki.ParseCertificate([]byte(j.CACertificate)); err != nil {
 			add("cluster.ca_certificate", "Invalid CA certificate", "%v.", err)
 		}
@@ -216,6 +212,23 @@ func ValidateNodePoolSpec(spec NodePoolSpec, availableVersions []string) []Field
 		add("ssh", "Missing SSH key", "No SSH credentials: set ssh.private_key_path or ssh.private_key in the provider block, or ssh.use_agent = true.")
 	}
 	return errs
+}
+
+// validateJoinIdentity checks the parts of a join object that identify the cluster, each under its own path, so
+// that the ones still unknown at plan time (the UID and CA of a cluster created in the same apply) are skipped.
+func validateJoinIdentity(j Join, add func(path, summary, detail string, args ...any)) {
+	const hint = "cluster must be the join attribute of a kubesmith_cluster."
+	if j.ClusterUID == "" {
+		add("cluster.cluster_uid", "Incomplete cluster join object", "cluster_uid is empty; "+hint)
+	}
+	if j.CACertificate == "" {
+		add("cluster.ca_certificate", "Incomplete cluster join object", "ca_certificate is empty; "+hint)
+	}
+	if j.Endpoint == "" {
+		add("cluster.endpoint", "Incomplete cluster join object", "endpoint is empty; "+hint)
+	} else if _, err := endpointAddr(j.Endpoint); err != nil {
+		add("cluster.endpoint", "Invalid API endpoint", "%v.", err)
+	}
 }
 
 // endpointAddr parses "https://IP:PORT".

@@ -196,7 +196,7 @@ func (c *Cluster) startKubelet(ctx context.Context, t *Target, auth WorkerAuthor
 		}
 		return strings.TrimSpace(res.Stdout) == "joined", nil
 	}); err != nil {
-		return err
+		return fmt.Errorf("%w\n%s", err, unitLog(ctx, t, "kubelet"))
 	}
 	if _, err := t.Runner.Run(ctx, "rm -f "+node.Quote(BootstrapKubeconfig)); err != nil {
 		return fmt.Errorf("removing %s: %w", BootstrapKubeconfig, err)
@@ -204,17 +204,26 @@ func (c *Cluster) startKubelet(ctx context.Context, t *Target, auth WorkerAuthor
 	return nil
 }
 
+// unitLog is the tail of a unit's journal on t, for error messages.
+func unitLog(ctx context.Context, t *Target, unit string) string {
+	res, err := t.Runner.Run(ctx, "journalctl -u "+node.Quote(unit)+" -n 25 --no-pager 2>&1 | tail -n 25")
+	if err != nil {
+		return "(no journal of " + unit + " on " + t.Name + ": " + err.Error() + ")"
+	}
+	return "last lines of " + unit + " on " + t.Name + ":\n" + res.Stdout
+}
+
 // AgentFiles returns kube-proxy's and flanneld's kubeconfigs. Each authenticates with a service-account
 // token bound to the Node; a token found on the host is kept while it is bound to the current Node object,
 // points at the cluster's endpoint and CA, and is not within RenewBefore of expiry.
 func (c *Cluster) AgentFiles(ctx context.Context, t *Target, auth WorkerAuthority) ([]File, error) {
 	var uid string
-	if err := Poll(ctx, time.Second, 2*time.Minute, "Node "+t.Name+" to register", func(ctx context.Context) (bool, error) {
+	if err := Poll(ctx, time.Second, 3*time.Minute, "Node "+t.Name+" to register", func(ctx context.Context) (bool, error) {
 		var err error
 		uid, err = auth.NodeUID(ctx, t.Name)
 		return uid != "", err
 	}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w\n%s", err, unitLog(ctx, t, "kubelet"))
 	}
 	want := []struct{ agent, path string }{{AgentKubeProxy, KubeProxyConf}, {AgentFlanneld, FlannelConf}}
 	have, err := readMany(ctx, t.Runner, []string{KubeProxyConf, FlannelConf})
