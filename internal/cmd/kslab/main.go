@@ -19,8 +19,9 @@ const usage = `usage: kslab <substrate> <command> [flags]
 
 substrates:
   hosts    container hosts (privileged systemd+sshd containers under the lab's own dockerd)
+  vm       the libvirt lab (network, pool, Debian 12 guest image, self-check)
 
-Run "kslab hosts help" for the commands.
+Run "kslab hosts help" or "kslab vm help" for the commands.
 `
 
 // exitCodeError ends kslab with a given exit code after printing its message (if any).
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "hosts":
 		return hostsCmd(ctx, args[1:], stdout, stderr)
+	case "vm":
+		return vmCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if _, err := fmt.Fprint(stdout, usage); err != nil {
 			return fmt.Errorf("write usage: %w", err)

@@ -1,0 +1,106 @@
+//go:build linux && cgo
+
+package vmlab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+// SetupResult is what Setup did and where the lab's objects are.
+type SetupResult struct {
+	// URI is the libvirt connection URI.
+	URI string `json:"uri"`
+	// Network and Pool are the lab's libvirt objects.
+	Network string `json:"network"`
+	Pool    string `json:"pool"`
+	// PoolPath is the pool's directory.
+	PoolPath string `json:"pool_path"`
+	// Image is the base image (cache key, files, kernel).
+	Image *Image `json:"image"`
+	// ImageBuilt is true when this run built the image.
+	ImageBuilt bool `json:"image_built"`
+	// Seconds is how long Setup took.
+	Seconds float64 `json:"seconds"`
+}
+
+// Setup makes the lab ready, idempotently: apt packages, virtlogd and libvirtd, the network, the pool, the
+// base image (from the cache when its inputs did not change) and its volumes.
+func (l *Lab) Setup(ctx context.Context) (*SetupResult, error) {
+	t0 := time.Now()
+	unlock, err := l.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := l.EnsurePackages(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.EnsureDaemons(ctx); err != nil {
+		return nil, err
+	}
+	conn, err := l.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer closeConn(conn)
+	if err := ensureNetwork(conn, l.logf); err != nil {
+		return nil, err
+	}
+	pool, err := ensurePool(conn, l.logf, true)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = pool.Free() }()
+	l.logf("network %s and pool %s ready", NetworkName, PoolName)
+	img, err := l.EnsureImage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.ensureVolumes(conn, pool, img); err != nil {
+		return nil, err
+	}
+	res := &SetupResult{
+		URI: l.cfg.URI, Network: NetworkName, Pool: PoolName, PoolPath: PoolPath,
+		Image: img, ImageBuilt: img.Built, Seconds: time.Since(t0).Seconds(),
+	}
+	l.logf("lab ready in %s", time.Since(t0).Round(100*time.Millisecond))
+	return res, nil
+}
+
+// lock takes the lab's lock file (one Setup, Check or Clean at a time), waiting for another holder.
+func (l *Lab) lock(ctx context.Context) (func(), error) {
+	if err := os.MkdirAll(l.cfg.CacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab lock: %w", err)
+	}
+	f, err := os.OpenFile(l.paths().lock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab lock: %w", err)
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	waiting := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = f.Close() }, nil // closing releases the lock
+		}
+		if err != syscall.EWOULDBLOCK {
+			_ = f.Close()
+			return nil, fmt.Errorf("lab lock %s: %w", f.Name(), err)
+		}
+		if !waiting {
+			l.logf("waiting for another kslab vm run (lock %s)", f.Name())
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("lab lock: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
