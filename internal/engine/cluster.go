@@ -105,6 +105,11 @@ func (e *Engine) ApplyCluster(ctx context.Context, spec ClusterSpec, prior *Clus
 	if v := normVersion(spec); !slices.Contains(bundle.Manifest().Versions("kubernetes"), v) {
 		return state, fmt.Errorf("kubernetes %s is not in the artifact bundle; run `make artifacts K8S_VERSION=%s`", v, v)
 	}
+	if spec.Libvirt != nil {
+		if err := e.ensureClusterMachines(ctx, &spec, &state, progress); err != nil {
+			return state, err
+		}
+	}
 	p := progressAdapter(progress)
 	ses, err := e.connect(ctx, spec.SSH, spec.ControlPlane, phase.RoleMaster)
 	if err != nil {

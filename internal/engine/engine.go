@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/artifacts"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/machine"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase"
 )
@@ -28,6 +29,10 @@ type Options struct {
 	Now func() time.Time
 	// Parallelism bounds how many hosts are worked on at once; 8 by default.
 	Parallelism int
+	// LibvirtURI is where libvirt machines are created; qemu:///system when empty.
+	LibvirtURI string
+	// NewLibvirt builds the driver of libvirt machines; machine.NewLibvirt by default. Tests pass a fake.
+	NewLibvirt func(machine.LibvirtOptions) (machine.Driver, error)
 }
 
 // Engine implements API against real hosts.
@@ -48,6 +53,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.Parallelism <= 0 {
 		opts.Parallelism = 8
+	}
+	if opts.NewLibvirt == nil {
+		opts.NewLibvirt = machine.NewLibvirt
 	}
 	return &Engine{opts: opts, hosts: &node.HostMutex{}}
 }
@@ -126,6 +134,12 @@ func withDefaults(s ClusterSpec) ClusterSpec {
 		s.Addons = DefaultAddons()
 	} else {
 		s.Addons = slices.Sorted(slices.Values(s.Addons))
+	}
+	if s.Libvirt != nil {
+		s.ControlPlane = expandMachines(s.ControlPlane, s.Name, masterRole, s.Libvirt)
+		if SlowMachines(s.Libvirt) {
+			s.Tuning = tuningOr(s.Tuning, TCGTuning())
+		}
 	}
 	t := &s.Tuning
 	if t.EtcdHeartbeatMS == 0 {

@@ -51,6 +51,8 @@ type NodePoolSpec struct {
 	Credentials PoolCredentials
 	// Hosts are the workers.
 	Hosts []Host
+	// Libvirt, when set, makes the workers libvirt VMs that kubesmith creates; Hosts is then derived from it.
+	Libvirt *LibvirtMachines
 	// Labels and Taints are kept on every Node of the pool, through the API (no host is touched).
 	Labels map[string]string
 	Taints []Taint
@@ -74,6 +76,8 @@ type NodePoolState struct {
 	Nodes      []NodeStatus
 	// Addresses are the workers' node addresses (backends for load balancer frontends).
 	Addresses []string
+	// Machines are the VMs kubesmith created for the pool (libvirt only).
+	Machines []Machine
 }
 
 // NodePoolReadResult is what ReadNodePool observed.
@@ -119,12 +123,18 @@ func poolDefaults(s NodePoolSpec) NodePoolSpec {
 	if s.SSH.ConnectTimeout == 0 {
 		s.SSH.ConnectTimeout = 5 * time.Minute
 	}
+	if s.Libvirt != nil {
+		s.Hosts = expandMachines(s.Hosts, s.Cluster.ClusterName, s.Name, s.Libvirt)
+	}
 	return s
 }
 
 // ValidateNodePoolSpec checks a node pool spec without touching anything. availableVersions (nil: skip) are
 // the Kubernetes versions in the bundle.
 func ValidateNodePoolSpec(spec NodePoolSpec, availableVersions []string) []FieldError {
+	if spec.Libvirt != nil {
+		return validateMachinePool(spec, availableVersions)
+	}
 	var errs []FieldError
 	add := func(path, summary, detail string, args ...any) {
 		errs = append(errs, FieldError{Path: path, Summary: summary, Detail: fmt.Sprintf(detail, args...)})
@@ -330,6 +340,11 @@ func (e *Engine) ApplyNodePool(ctx context.Context, spec NodePoolSpec, prior *No
 			return state, fmt.Errorf("host %s changed its address from %s to %s; remove it from the pool in one apply and add it back in another", h.Name, old.Address, h.Address)
 		}
 	}
+	if spec.Libvirt != nil {
+		if err := e.ensurePoolMachines(ctx, &spec, &state, progress); err != nil {
+			return state, err
+		}
+	}
 	hostHash, err := workerHostHash(spec)
 	if err != nil {
 		return state, err
@@ -384,6 +399,7 @@ func (e *Engine) ApplyNodePool(ctx context.Context, spec NodePoolSpec, prior *No
 		}
 	}
 	state.Hosts = slices.Clone(spec.Hosts)
+	state.Machines = keepMachines(state.Machines, spec.Hosts)
 	st := e.poolStateAfter(ctx, spec, state, api, hostHash, nil)
 	return st, nil
 }
@@ -571,7 +587,7 @@ func (e *Engine) removeWorkers(ctx context.Context, spec NodePoolSpec, api *kube
 				return gone, err
 			}
 		}
-		if err := e.resetWorkers(ctx, spec, batch, p); err != nil {
+		if err := e.resetOrDestroyWorkers(ctx, spec, batch, p); err != nil {
 			return gone, err
 		}
 		for _, h := range batch {
@@ -617,12 +633,22 @@ func (e *Engine) DeleteNodePool(ctx context.Context, spec NodePoolSpec, state No
 		hosts = spec.Hosts
 	}
 	_, err = e.removeWorkers(ctx, spec, api, hosts, progressAdapter(progress))
+	if err == nil && spec.Libvirt != nil {
+		err = e.destroyUnjoinedMachines(ctx, spec, state, hosts, progressAdapter(progress))
+	}
 	return err
 }
 
 // ReadNodePool implements API. Unreachable hosts give warnings and never a removal.
 func (e *Engine) ReadNodePool(ctx context.Context, spec NodePoolSpec, state NodePoolState) (NodePoolReadResult, error) {
 	spec = poolDefaults(spec)
+	if spec.Libvirt != nil {
+		out := NodePoolReadResult{State: state}
+		if done, err := e.readPoolMachines(ctx, &spec, &out); done || err != nil {
+			return out, err
+		}
+		state = out.State
+	}
 	hostHash, err := workerHostHash(spec)
 	if err != nil {
 		return NodePoolReadResult{State: state}, err

@@ -21,6 +21,11 @@ import (
 func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state ClusterState) (ReadResult, error) {
 	spec = withDefaults(spec)
 	out := ReadResult{State: state}
+	if spec.Libvirt != nil {
+		if done, err := e.readClusterMachines(ctx, &spec, &out); done || err != nil {
+			return out, err
+		}
+	}
 	var targets []*phase.Target
 	var closers []func()
 	defer func() {
@@ -113,6 +118,9 @@ func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state Cluste
 // DeleteCluster implements API: every host is reset to its pre-install state.
 func (e *Engine) DeleteCluster(ctx context.Context, spec ClusterSpec, state ClusterState, progress Progress) error {
 	spec = withDefaults(spec)
+	if spec.Libvirt != nil {
+		return e.deleteClusterMachines(ctx, spec, state, progress)
+	}
 	ses, err := e.connect(ctx, spec.SSH, spec.ControlPlane, phase.RoleMaster)
 	if err != nil {
 		return err

@@ -74,6 +74,9 @@ type ClusterSpec struct {
 	UpstreamDNS       []string
 	// ControlPlane holds the masters: 1 (development) or 3.
 	ControlPlane []Host
+	// Libvirt, when set, makes the masters libvirt VMs that kubesmith creates; ControlPlane is then derived
+	// from it (see MachineHosts).
+	Libvirt *LibvirtMachines
 	// MastersSchedulable removes the NoSchedule taint from masters.
 	MastersSchedulable bool
 	// KubeProxyMode is "iptables" (default) or "nftables".
@@ -162,4 +165,6 @@ type ClusterState struct {
 	// Drift describes what Read found different from the last apply (changed files, stopped services), per
 	// host; empty when the hosts match.
 	Drift []string
+	// Machines are the VMs kubesmith created for the masters (libvirt only).
+	Machines []Machine
 }

@@ -31,6 +31,9 @@ func NormalizeVersion(v string) (string, bool) {
 // in the artifact bundle (nil skips that check, for when the bundle cannot be read and the caller reports that
 // separately). Values left empty because Terraform does not know them yet must be skipped by the caller.
 func ValidateClusterSpec(spec ClusterSpec, availableVersions []string) []FieldError {
+	if spec.Libvirt != nil {
+		return validateMachineCluster(spec, availableVersions)
+	}
 	var errs []FieldError
 	add := func(path, summary, detail string, args ...any) {
 		errs = append(errs, FieldError{Path: path, Summary: summary, Detail: fmt.Sprintf(detail, args...)})

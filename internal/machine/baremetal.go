@@ -78,6 +78,12 @@ func (b Baremetal) Lookup(_ context.Context, g Group) ([]Machine, error) {
 	return out, nil
 }
 
+// Owners implements Driver: static hosts carry no record of their own; the engine reads the cluster marker on
+// the host over SSH instead.
+func (b Baremetal) Owners(context.Context, []string) (map[string]string, error) {
+	return map[string]string{}, nil
+}
+
 // Delete implements Driver. Static hosts are not kubesmith's to destroy; the engine resets them over SSH
 // instead, so there is nothing to do here.
 func (b Baremetal) Delete(context.Context, Group, []string) error { return nil }

@@ -783,6 +783,29 @@ func (l *Libvirt) Lookup(_ context.Context, g Group) ([]Machine, error) {
 	return out, errors.Join(errs...)
 }
 
+// Owners implements Driver.
+func (l *Libvirt) Owners(_ context.Context, names []string) (map[string]string, error) {
+	conn, err := l.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer closeConn(conn)
+	doms, err := inventory(conn)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, n := range names {
+		if st := doms[n]; st != nil {
+			out[n] = ""
+			if st.meta != nil {
+				out[n] = st.meta.ClusterUID
+			}
+		}
+	}
+	return out, nil
+}
+
 // Delete implements Driver.
 func (l *Libvirt) Delete(_ context.Context, g Group, names []string) error {
 	g = g.withDefaults()

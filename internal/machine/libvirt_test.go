@@ -408,6 +408,9 @@ func TestLibvirtRefusesForeignDomains(t *testing.T) {
 	if e.domains()[g.Machines[0].Name] == nil {
 		t.Fatal("the other cluster's refused delete removed the domain")
 	}
+	if own, err := e.drv.Owners(ctx, []string{g.Machines[0].Name, "ks-nothing-m-1"}); err != nil || len(own) != 1 || own[g.Machines[0].Name] != "uid-a" {
+		t.Errorf("Owners = %v, %v", own, err)
+	}
 	// A domain that kubesmith did not create is never touched.
 	plain, err := e.conn.DomainDefineXML(`<domain type='test'><name>ks-plain-m-1</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>`)
 	if err != nil {

@@ -108,6 +108,10 @@ type Driver interface {
 	// Lookup reports which machines of g exist, without creating or waiting for anything. Absent machines are
 	// not in the result.
 	Lookup(ctx context.Context, g Group) ([]Machine, error)
+	// Owners reports the cluster UID recorded in each existing machine of the given names ("" for a machine
+	// that kubesmith did not create). Absent machines are not in the result. A create that lost its state
+	// adopts the UID it finds.
+	Owners(ctx context.Context, names []string) (map[string]string, error)
 	// Delete removes the named machines of g. Machines that are already gone are fine; a machine that belongs
 	// to another cluster is refused.
 	Delete(ctx context.Context, g Group, names []string) error

@@ -72,6 +72,19 @@ func (d *Driver) Lookup(_ context.Context, g machine.Group) ([]machine.Machine, 
 	return out, nil
 }
 
+// Owners implements machine.Driver.
+func (d *Driver) Owners(_ context.Context, names []string) (map[string]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]string{}
+	for _, n := range names {
+		if uid, ok := d.owner[n]; ok {
+			out[n] = uid
+		}
+	}
+	return out, nil
+}
+
 // Delete implements machine.Driver.
 func (d *Driver) Delete(_ context.Context, g machine.Group, names []string) error {
 	d.mu.Lock()
