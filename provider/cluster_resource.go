@@ -71,12 +71,6 @@ func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.Valid
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if libvirtRequested(ctx, m) {
-		resp.Diagnostics.AddAttributeError(path.Root("control_plane").AtName("libvirt"),
-			"libvirt Machines Not Supported Yet",
-			"libvirt machines are not supported yet in this build. Create the VMs another way (for example with "+
-				"the modules/libvirt-cluster module) and list them under control_plane.hosts.")
-	}
 }
 
 // engineReady returns the engine, or adds an error when the provider was not configured.
@@ -120,7 +114,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	validated := r.data != nil && !r.data.configUnknown && r.data.engine != nil && !libvirtRequested(ctx, plan)
+	validated := r.data != nil && !r.data.configUnknown && r.data.engine != nil
 	if validated {
 		addFieldErrors(&resp.Diagnostics, r.data.engine.ValidateCluster(ctx, spec), unknown)
 		if resp.Diagnostics.HasError() {
@@ -194,6 +188,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		plan.Nodes = types.ListUnknown(types.ObjectType{AttrTypes: nodeAttrTypes()})
 		plan.EtcdMembers = types.ListUnknown(types.StringType)
 		plan.CertificatesExpire = types.StringUnknown()
+		plan.Machines = types.ListUnknown(types.ObjectType{AttrTypes: machineAttrTypes()})
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 	}
 }

@@ -365,9 +365,15 @@ func TestAccCluster_validation(t *testing.T) {
 			"malformed host key", func(c *clusterConfig) { c.Hosts[1].Key = "ssh-ed25519 notbase64" },
 			`(?s)Malformed host key.*does not parse`,
 		},
-		{"libvirt reserved", func(c *clusterConfig) {
-			c.ControlPlane = `{ libvirt = { count = 1, network = "kubesmith", addresses = ["172.30.0.11"] } }`
-		}, `(?s)libvirt machines are not supported yet in this build`},
+		{"libvirt address outside the node network", func(c *clusterConfig) {
+			c.ControlPlane = `{ libvirt = { count = 1, network = "kubesmith", addresses = ["10.9.9.9"] } }`
+		}, `(?s)Address outside the node network.*10.9.9.9 is not inside node_network`},
+		{"libvirt count and addresses differ", func(c *clusterConfig) {
+			c.ControlPlane = `{ libvirt = { count = 3, network = "kubesmith", addresses = ["172.30.0.11"] } }`
+		}, `(?s)Addresses do not match the count.*1 addresses for 3 VMs`},
+		{"libvirt bad accelerator", func(c *clusterConfig) {
+			c.ControlPlane = `{ libvirt = { count = 1, network = "kubesmith", addresses = ["172.30.0.11"], accelerator = "xen" } }`
+		}, `(?s)accelerator.*value must be one of`},
 		{
 			"neither hosts nor libvirt", func(c *clusterConfig) { c.ControlPlane = "{}" },
 			`(?s)Invalid Attribute Combination.*control_plane needs exactly one of hosts or libvirt; 0 are set`,
@@ -463,5 +469,49 @@ resource "echo" "kubeconfig" {}
 				return nil
 			},
 		}},
+	})
+}
+
+// TestAccCluster_libvirt plans and applies masters as libvirt VMs: the slow-host tuning is planned unless the
+// accelerator is kvm, and a change of the libvirt block replaces the cluster.
+func TestAccCluster_libvirt(t *testing.T) {
+	fake := newFakeEngine()
+	vms := defaultClusterConfig()
+	vms.ControlPlane = `{ libvirt = { count = 1, network = "kubesmith", addresses = ["172.30.0.11"] } }`
+	kvm := vms
+	kvm.ControlPlane = `{ libvirt = { count = 1, network = "kubesmith", addresses = ["172.30.0.11"], accelerator = "kvm" } }`
+	explicit := vms
+	explicit.Extra = `tuning = { etcd_heartbeat_ms = 200, etcd_election_ms = 2000 }`
+	resource.UnitTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories(fake),
+		Steps: []resource.TestStep{
+			{
+				Config: vms.render(),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(testAddr, tfjsonpath.New("tuning").AtMapKey("etcd_heartbeat_ms"), knownvalue.Int64Exact(500)),
+					statecheck.ExpectKnownValue(testAddr, tfjsonpath.New("tuning").AtMapKey("etcd_election_ms"), knownvalue.Int64Exact(5000)),
+					statecheck.ExpectKnownValue(testAddr, tfjsonpath.New("tuning").AtMapKey("renew_deadline"), knownvalue.StringExact("40s")),
+					statecheck.ExpectKnownValue(testAddr, tfjsonpath.New("machines"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.ObjectExact(map[string]knownvalue.Check{
+							"name": knownvalue.StringExact("ks-demo-m-1"), "id": knownvalue.StringExact("fake-ks-demo-m-1"),
+							"address": knownvalue.StringExact("172.30.0.11"), "host_public_key": knownvalue.StringExact(testHostKey),
+						}),
+					})),
+				},
+			},
+			{
+				Config: kvm.render(),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(testAddr, plancheck.ResourceActionDestroyBeforeCreate),
+					plancheck.ExpectKnownValue(testAddr, tfjsonpath.New("tuning").AtMapKey("etcd_heartbeat_ms"), knownvalue.Int64Exact(100)),
+				}},
+			},
+			{
+				Config: explicit.render(),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(testAddr, tfjsonpath.New("tuning").AtMapKey("etcd_heartbeat_ms"), knownvalue.Int64Exact(200)),
+				},
+			},
+		},
 	})
 }

@@ -150,6 +150,7 @@ func specFromModel(ctx context.Context, m clusterResourceModel, data *providerDa
 	var cp controlPlaneModel
 	if r.object(m.ControlPlane, "control_plane", &cp) {
 		spec.ControlPlane = r.hosts(cp.Hosts, "control_plane.hosts")
+		spec.Libvirt = r.libvirt(cp.Libvirt, "control_plane.libvirt")
 	}
 
 	var t tuningModel
@@ -195,18 +196,6 @@ func (r *specReader) hosts(v types.List, p string) []engine.Host {
 	return out
 }
 
-// libvirtRequested reports whether the configuration asks for libvirt masters (known and not null).
-func libvirtRequested(ctx context.Context, m clusterResourceModel) bool {
-	if m.ControlPlane.IsNull() || m.ControlPlane.IsUnknown() {
-		return false
-	}
-	var cp controlPlaneModel
-	if diags := m.ControlPlane.As(ctx, &cp, basetypes.ObjectAsOptions{}); diags.HasError() {
-		return false
-	}
-	return !cp.Libvirt.IsNull()
-}
-
 // stateFromModel rebuilds the engine's view of what exists from the computed attributes in state.
 func stateFromModel(ctx context.Context, m clusterResourceModel) (engine.ClusterState, diag.Diagnostics) {
 	r := &specReader{ctx: ctx}
@@ -231,6 +220,7 @@ func stateFromModel(ctx context.Context, m clusterResourceModel) (engine.Cluster
 		st.Pool = engine.PoolCredentials{ClientCert: pc.ClientCertificate.ValueString(), ClientKey: pc.ClientKey.ValueString()}
 	}
 	st.Join = r.join(m.Join)
+	st.Machines = r.machines(m.Machines)
 	if !m.Nodes.IsNull() && !m.Nodes.IsUnknown() {
 		var nodes []nodeModel
 		r.diags.Append(m.Nodes.ElementsAs(ctx, &nodes, false)...)
@@ -297,6 +287,8 @@ func setComputed(ctx context.Context, m *clusterResourceModel, st engine.Cluster
 	diags.Append(d...)
 	m.ConfigHash = types.StringValue(st.ConfigHash)
 	m.Installed = types.BoolValue(st.Installed)
+	m.Machines, d = machinesValue(st.Machines)
+	diags.Append(d...)
 	diags.Append(setObserved(ctx, m, st)...)
 	return diags
 }

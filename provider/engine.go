@@ -4,8 +4,7 @@ import (
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/engine"
 )
 
-// newRealEngine builds the production engine. The libvirt URI is resolved already and kept in providerData;
-// the engine receives it once libvirt-backed machines land.
-func newRealEngine(_ string) (engine.API, error) {
-	return engine.New(engine.Options{}), nil
+// newRealEngine builds the production engine; libvirtURI is where libvirt machines are created.
+func newRealEngine(libvirtURI string) (engine.API, error) {
+	return engine.New(engine.Options{LibvirtURI: libvirtURI}), nil
 }

@@ -79,6 +79,7 @@ func (f *fakeEngine) ValidateCluster(_ context.Context, spec engine.ClusterSpec)
 // DesiredClusterHash hashes what would be rendered on the hosts: the spec without connection details and
 // without the local kubeconfig file, plus the UID.
 func (f *fakeEngine) DesiredClusterHash(spec engine.ClusterSpec, uid string) (string, error) {
+	spec = fakeMachines(spec)
 	spec.SSH, spec.Artifacts, spec.KubeconfigPath = engine.SSH{}, engine.Artifacts{}, ""
 	spec.ControlPlane = append([]engine.Host(nil), spec.ControlPlane...) // do not edit the caller's hosts
 	for i := range spec.ControlPlane {
@@ -94,6 +95,8 @@ func (f *fakeEngine) DesiredClusterHash(spec engine.ClusterSpec, uid string) (st
 }
 
 func (f *fakeEngine) ApplyCluster(ctx context.Context, spec engine.ClusterSpec, prior *engine.ClusterState, progress engine.Progress) (engine.ClusterState, error) {
+	libvirt := spec.Libvirt != nil
+	spec = fakeMachines(spec)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies++
@@ -159,6 +162,12 @@ func (f *fakeEngine) ApplyCluster(ctx context.Context, spec engine.ClusterSpec, 
 	}
 	st.CertificatesExpire = time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 	st.Nodes = f.observeLocked(spec, st.UID)
+	st.Machines = nil
+	if libvirt {
+		for _, h := range spec.ControlPlane {
+			st.Machines = append(st.Machines, engine.Machine{Name: h.Name, ID: "fake-" + h.Name, Address: h.Address, HostPublicKey: h.HostPublicKey})
+		}
+	}
 	f.clusters[st.UID] = fakeCluster{spec: spec, state: st}
 	return st, nil
 }
@@ -184,6 +193,7 @@ func (f *fakeEngine) observeLocked(spec engine.ClusterSpec, uid string) []engine
 }
 
 func (f *fakeEngine) ReadCluster(_ context.Context, spec engine.ClusterSpec, state engine.ClusterState) (engine.ReadResult, error) {
+	spec = fakeMachines(spec)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	nodes := f.observeLocked(spec, state.UID)
@@ -550,4 +560,17 @@ func (f *fakeEngine) poolLog() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.poolEvents)
+}
+
+// fakeMachines stands in for the engine's libvirt machines: the masters a libvirt block describes, as hosts
+// with a known host key.
+func fakeMachines(spec engine.ClusterSpec) engine.ClusterSpec {
+	if spec.Libvirt != nil {
+		spec.ControlPlane = engine.MachineHosts(spec.Name, "m", spec.Libvirt)
+		for i := range spec.ControlPlane {
+			spec.ControlPlane[i].HostPublicKey = testHostKey
+		}
+		spec.Libvirt = nil
+	}
+	return spec
 }

@@ -98,6 +98,7 @@ func (r *nodePoolResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 	if !resp.Plan.Raw.Equal(req.State.Raw) {
 		plan.Nodes = types.ListUnknown(types.ObjectType{AttrTypes: nodeAttrTypes()})
+		plan.Machines = types.ListUnknown(types.ObjectType{AttrTypes: machineAttrTypes()})
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 	}
 }

@@ -74,6 +74,7 @@ type poolConfig struct {
 	labels  string   // HCL map or ""
 	taints  string   // HCL list or ""
 	version string
+	libvirt string // HCL object or ""
 }
 
 func (c poolConfig) render() string {
@@ -107,13 +108,18 @@ resource "kubesmith_nodepool" "workers" {
     client_certificate = %q
     client_key         = %q
   }
-  hosts = [
 `, c.uid, c.pki.ca, c.version, c.pki.cert, c.pki.key)
-	for _, h := range c.hosts {
-		name, addr, _ := strings.Cut(h, "=")
-		fmt.Fprintf(&b, "    { name = %q, address = %q, host_public_key = %q },\n", name, addr, testHostKey)
+	if c.hosts != nil {
+		b.WriteString("  hosts = [\n")
+		for _, h := range c.hosts {
+			name, addr, _ := strings.Cut(h, "=")
+			fmt.Fprintf(&b, "    { name = %q, address = %q, host_public_key = %q },\n", name, addr, testHostKey)
+		}
+		b.WriteString("  ]\n")
 	}
-	b.WriteString("  ]\n")
+	if c.libvirt != "" {
+		fmt.Fprintf(&b, "  libvirt = %s\n", c.libvirt)
+	}
 	if c.labels != "" {
 		fmt.Fprintf(&b, "  labels = %s\n", c.labels)
 	}
@@ -253,6 +259,14 @@ func TestAccNodePool_badInput(t *testing.T) {
 		{func(c *poolConfig) { c.taints = `[{ key = "a", effect = "Never" }]` }, `Invalid taint effect`},
 		{func(c *poolConfig) { c.version = "v1.30.0" }, `not in the artifact bundle`},
 		{func(c *poolConfig) { c.pki.key = "not a key" }, `Invalid pool credentials`},
+		{func(c *poolConfig) { c.libvirt = `{ count = 1, network = "kubesmith", addresses = ["172.30.0.21"] }` }, `Invalid Attribute Combination`},
+		{func(c *poolConfig) { c.hosts = nil }, `Exactly one of these attributes must be configured: [hosts,libvirt]`},
+		{func(c *poolConfig) {
+			c.hosts, c.libvirt = nil, `{ count = 1, network = "kubesmith", addresses = ["172.30.0.11"] }`
+		}, `Address of a master`},
+		{func(c *poolConfig) {
+			c.hosts, c.libvirt = nil, `{ count = 2, network = "kubesmith", addresses = ["172.30.0.21"] }`
+		}, `1 addresses for 2 VMs`},
 	}
 	for _, c := range cases {
 		cfg := base

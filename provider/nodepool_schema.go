@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -32,6 +33,8 @@ type nodePoolResourceModel struct {
 	Cluster        types.Object   `tfsdk:"cluster"`
 	Credentials    types.Object   `tfsdk:"credentials"`
 	Hosts          types.List     `tfsdk:"hosts"`
+	Libvirt        types.Object   `tfsdk:"libvirt"`
+	Machines       types.List     `tfsdk:"machines"`
 	Labels         types.Map      `tfsdk:"labels"`
 	Taints         types.List     `tfsdk:"taints"`
 	MaxUnavailable types.Int64    `tfsdk:"max_unavailable"`
@@ -89,13 +92,25 @@ func nodePoolSchema(ctx context.Context) schema.Schema {
 			"cluster":     joinInputAttribute("pool"),
 			"credentials": credentialsInputAttribute("creates bootstrap tokens, approves its own nodes' CSRs and labels or drains nodes"),
 			"hosts": schema.ListNestedAttribute{
-				Required: true,
-				Description: "The workers. Adding a host joins it without touching the others; removing one drains, " +
-					"deletes and resets it.",
-				MarkdownDescription: "The workers. Adding a host joins it without touching the others; removing one " +
-					"cordons, drains, deletes and resets it.",
+				Optional: true,
+				Description: "The workers, existing machines (exactly one of hosts or libvirt). Adding a host joins it " +
+					"without touching the others; removing one drains, deletes and resets it.",
+				MarkdownDescription: "The workers, existing machines (exactly one of `hosts` or `libvirt`). Adding a host " +
+					"joins it without touching the others; removing one cordons, drains, deletes and resets it.",
 				NestedObject: schema.NestedAttributeObject{Attributes: hostAttributes()},
 			},
+			"libvirt": schema.SingleNestedAttribute{
+				Optional: true,
+				Description: "The workers as libvirt VMs that kubesmith creates on the provider's libvirt_uri (exactly one " +
+					"of hosts or libvirt). Raising count creates and joins VMs; lowering it cordons, drains and deletes " +
+					"the last nodes, then destroys their VMs.",
+				MarkdownDescription: "The workers as libvirt VMs that kubesmith creates on the provider's `libvirt_uri` " +
+					"(exactly one of `hosts` or `libvirt`), named `ks-<cluster>-<pool>-<n>`. Raising `count` creates and " +
+					"joins VMs; lowering it cordons, drains and deletes the last nodes, then destroys their VMs. Changing " +
+					"the VMs' shape, network, image or accelerator replaces the pool.",
+				Attributes: libvirtAttributes(true),
+			},
+			"machines": machinesAttribute(),
 			"labels": schema.MapAttribute{
 				ElementType: types.StringType, Optional: true,
 				Description:         "Labels kept on every Node of the pool (patched in place).",
@@ -188,6 +203,7 @@ func nodePoolSpecFromModel(ctx context.Context, m nodePoolResourceModel, data *p
 		MaxUnavailable: r.num(m.MaxUnavailable, "max_unavailable"),
 		DrainTimeout:   r.duration(m.DrainTimeout, "drain_timeout"),
 		Hosts:          r.hosts(m.Hosts, "hosts"),
+		Libvirt:        r.libvirt(m.Libvirt, "libvirt"),
 	}
 	if data != nil {
 		spec.SSH, spec.Artifacts = data.ssh, data.artifacts
@@ -223,6 +239,12 @@ func nodePoolSpecFromModel(ctx context.Context, m nodePoolResourceModel, data *p
 func nodePoolStateFromModel(ctx context.Context, m nodePoolResourceModel, spec engine.NodePoolSpec) (engine.NodePoolState, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	st := engine.NodePoolState{ClusterUID: spec.Cluster.ClusterUID, Hosts: spec.Hosts, ConfigHash: m.ConfigHash.ValueString()}
+	if spec.Libvirt != nil {
+		st.Hosts = engine.MachineHosts(spec.Cluster.ClusterName, spec.Name, spec.Libvirt)
+	}
+	r := &specReader{ctx: ctx}
+	st.Machines = r.machines(m.Machines)
+	diags.Append(r.diags...)
 	if !m.Nodes.IsNull() && !m.Nodes.IsUnknown() {
 		var nodes []nodeModel
 		diags.Append(m.Nodes.ElementsAs(ctx, &nodes, true)...)
@@ -243,6 +265,9 @@ func setNodePoolObserved(m *nodePoolResourceModel, st engine.NodePoolState) diag
 	m.ID = types.StringValue(st.ClusterUID + "/" + m.Name.ValueString())
 	m.ConfigHash = types.StringValue(st.ConfigHash)
 	m.Addresses = stringList(st.Addresses)
+	var d diag.Diagnostics
+	m.Machines, d = machinesValue(st.Machines)
+	diags.Append(d...)
 	elems := make([]attr.Value, 0, len(st.Nodes))
 	for _, n := range st.Nodes {
 		o, d := types.ObjectValue(nodeAttrTypes(), map[string]attr.Value{
@@ -285,6 +310,7 @@ func nodePoolModelFromImport(spec engine.NodePoolSpec, st engine.NodePoolState) 
 	}
 	m.Hosts, d = types.ListValue(types.ObjectType{AttrTypes: hostAttrTypes()}, hosts)
 	diags.Append(d...)
+	m.Libvirt = types.ObjectNull(objectAttrTypes(nodePoolAttrType("libvirt")))
 	m.Labels = types.MapNull(types.StringType)
 	if len(spec.Labels) > 0 {
 		vals := map[string]attr.Value{}
@@ -321,9 +347,12 @@ func nullIfZero(v int) types.Int64 {
 // hostAddresses lists the addresses of a hosts list when they are all known.
 func hostAddresses(spec engine.NodePoolSpec, unknown []string) (types.List, bool) {
 	for _, u := range unknown {
-		if u == "hosts" || (len(u) > 6 && u[:6] == "hosts[") {
+		if u == "hosts" || (len(u) > 6 && u[:6] == "hosts[") || strings.HasPrefix(u, "libvirt") {
 			return types.ListUnknown(types.StringType), false
 		}
+	}
+	if spec.Libvirt != nil {
+		return stringList(spec.Libvirt.Addresses), true
 	}
 	addrs := make([]string, 0, len(spec.Hosts))
 	for _, h := range spec.Hosts {
