@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: builds what is missing, then applies the HA example (3 masters behind the API VIP, a pool of 2
-# workers) and shows the nodes and a working Service.
+# workers, a load balancer with a MetalLB service pool) and shows the nodes and a LoadBalancer Service's answer.
 # `make demo-destroy` (demo.sh destroy) removes it all. The demo's state lives in ~/.cache/kubesmith/demo.
 #
 # Where KVM really works the HA topology belongs on libvirt VMs (examples/ha-libvirt); that path is not in this
@@ -64,7 +64,7 @@ json.dump({
 PY
 say "terraform init"
 "$TF" -chdir="$work/tf" init -input=false >/dev/null
-say "terraform apply: 3 masters behind the API VIP and a pool of 2 workers (progress below)"
+say "terraform apply: 3 masters behind the API VIP, a pool of 2 workers, a MetalLB service pool (progress below)"
 "$TF" -chdir="$work/tf" apply -auto-approve -input=false
 kc=$work/tf/kubeconfig
 kubectl=$(go run ./internal/cmd/ksartifacts path)/$(python3 -c '
@@ -77,7 +77,7 @@ echo_image=$(python3 -c '
 import json,sys
 m=json.load(open(sys.argv[1]+"/manifest.json"))
 print([f["image"] for f in m["files"] if f["name"]=="echo"][-1])' "$(go run ./internal/cmd/ksartifacts path)")
-say "an echo Deployment and a NodePort Service"
+say "an echo Deployment and a LoadBalancer Service (MetalLB, from the demo's service pool)"
 "$kubectl" --kubeconfig "$kc" apply -f - <<YAML
 apiVersion: apps/v1
 kind: Deployment
@@ -99,12 +99,18 @@ apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: default}
 spec:
-  type: NodePort
+  type: LoadBalancer
   selector: {app: echo}
-  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+  ports: [{port: 80, targetPort: 8080}]
 YAML
 "$kubectl" --kubeconfig "$kc" rollout status deployment/echo --timeout=180s
-addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][3]["address"])' "$work/hosts.json")
-say "the Service answers (http://$addr:30080/)"
-for i in 1 2 3; do curl -sS --max-time 5 "http://$addr:30080/demo"; done
+for _ in $(seq 60); do
+  lb=$("$kubectl" --kubeconfig "$kc" get service echo -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+  [[ -n $lb ]] && break
+  sleep 2
+done
+[[ -n $lb ]] || { echo "the echo Service got no LoadBalancer address" >&2; exit 1; }
+"$kubectl" --kubeconfig "$kc" get service echo -o wide
+say "the LoadBalancer Service answers (http://$lb/)"
+for i in 1 2 3; do curl -sS --retry 10 --retry-all-errors --retry-delay 1 --max-time 5 "http://$lb/demo"; done
 say "done: KUBECONFIG=$kc; remove it all with 'make demo-destroy'"

@@ -22,5 +22,6 @@ module "cluster" {
   api_vip         = var.api_vip
   masters         = var.masters
   workers         = var.workers
+  service_pools   = var.service_pools
   kubeconfig_path = "${path.root}/kubeconfig"
 }

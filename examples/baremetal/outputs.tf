@@ -12,3 +12,8 @@ output "kubeconfig_path" {
   description = "The admin kubeconfig."
   value       = module.cluster.kubeconfig_path
 }
+
+output "load_balancer" {
+  description = "Services holding addresses from the pools, and the nodes announcing them."
+  value       = module.cluster.load_balancer
+}

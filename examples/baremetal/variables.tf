@@ -45,3 +45,12 @@ variable "workers" {
   }))
   default = []
 }
+
+variable "service_pools" {
+  description = "MetalLB address pools for Services of type LoadBalancer."
+  type = list(object({
+    name      = string
+    addresses = list(string)
+  }))
+  default = [{ name = "default", addresses = ["172.30.0.200-172.30.0.210"] }]
+}

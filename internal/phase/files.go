@@ -54,7 +54,7 @@ func (c *Cluster) renderedFiles(t *Target) ([]render.File, error) {
 		render.KubeletConfig{
 			ClusterDNS: []string{c.DNSServiceIP().String()}, ClusterDomain: render.DefaultClusterDomain,
 			ResolvConf: render.PathResolvConf, FailSwapOn: !t.Facts.IsContainer(), FailCgroupV1: !t.Facts.CgroupV1,
-			RegisterWithTaints: taints, MaxPods: render.DefaultMaxPods,
+			RegisterWithTaints: taints, MaxPods: render.DefaultMaxPods, SharedDisk: t.Facts.IsContainer(),
 		},
 		resolv,
 		render.KubeProxyUnit{},

@@ -89,7 +89,7 @@ func goldenCases() []goldenCase {
 		}},
 		{"kubelet-config-worker-container-host.yaml", KubeletConfig{
 			ClusterDNS:    []string{sampleClusterDNS},
-			ClusterDomain: DefaultClusterDomain, ResolvConf: PathResolvConf, MaxPods: DefaultMaxPods,
+			ClusterDomain: DefaultClusterDomain, ResolvConf: PathResolvConf, MaxPods: DefaultMaxPods, SharedDisk: true,
 			RegisterWithTaints: []Taint{{Key: "dedicated", Value: "ingress", Effect: "NoSchedule"}},
 		}},
 		{"resolv-upstream.conf", ResolvConf{Nameservers: []string{"172.30.0.1", "192.0.2.53"}, Search: []string{"lab.example"}}},

@@ -171,6 +171,10 @@ type KubeletConfig struct {
 	RegisterWithTaints []Taint
 	// MaxPods is the pod limit (DefaultMaxPods).
 	MaxPods int
+	// SharedDisk lowers the disk-based eviction thresholds: set it on container hosts, whose filesystem is the
+	// machine's, shared with every other node and the machine itself. Pod eviction there frees nothing, and the
+	// kubelet's defaults (15% free for images) would evict every pod once the shared disk is 85% full.
+	SharedDisk bool
 }
 
 // Target implements File.

@@ -22,3 +22,23 @@ resource "kubesmith_nodepool" "workers" {
   max_unavailable = 1
   drain_timeout   = "5m"
 }
+
+locals {
+  frontend_hosts = length(var.frontend_hosts) > 0 ? var.frontend_hosts : var.workers
+  load_balancer  = length(var.service_pools) > 0 || length(var.frontends) > 0
+}
+
+resource "kubesmith_loadbalancer" "this" {
+  count         = local.load_balancer ? 1 : 0
+  name          = "edge"
+  cluster       = kubesmith_cluster.this.join
+  credentials   = kubesmith_cluster.this.pool_credentials
+  service_pools = length(var.service_pools) > 0 ? var.service_pools : null
+  vip           = length(var.frontends) > 0 ? var.frontend_vip : null
+  frontends = length(var.frontends) > 0 ? [for f in var.frontends : {
+    port              = f.port
+    target_port       = f.target_port
+    backend_addresses = kubesmith_nodepool.workers[0].addresses
+  }] : null
+  hosts = length(var.frontends) > 0 ? local.frontend_hosts : null
+}

@@ -28,3 +28,12 @@ output "pool_credentials" {
   value       = kubesmith_cluster.this.pool_credentials
   sensitive   = true
 }
+
+output "load_balancer" {
+  description = "The load balancer, when service_pools or frontends are set: the frontend VIP holder, backend health and the Services holding pool addresses."
+  value = local.load_balancer ? {
+    vip_holder = kubesmith_loadbalancer.this[0].vip_holder
+    backends   = kubesmith_loadbalancer.this[0].backends
+    services   = kubesmith_loadbalancer.this[0].services
+  } : null
+}

@@ -79,3 +79,49 @@ variable "worker_labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "service_pools" {
+  description = "MetalLB address pools for Services of type LoadBalancer (CIDRs or FIRST-LAST ranges inside node_network); empty for none."
+  type = list(object({
+    name      = string
+    addresses = list(string)
+  }))
+  default = []
+  validation {
+    condition     = alltrue([for p in var.service_pools : length(p.addresses) > 0 && can(regex("^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$", p.name))])
+    error_message = "Each service pool needs a DNS-label name and at least one address range."
+  }
+}
+
+variable "frontend_vip" {
+  description = "Address in node_network for the HA TCP frontends (keepalived + HAProxy on frontend_hosts); null for none."
+  type        = string
+  default     = null
+}
+
+variable "frontends" {
+  description = "TCP ports on frontend_vip forwarded to the workers: port on the VIP and target_port on every worker (for example an ingress NodePort)."
+  type = list(object({
+    port        = number
+    target_port = number
+  }))
+  default = []
+  validation {
+    condition     = alltrue([for f in var.frontends : f.port >= 1 && f.port <= 65535 && f.target_port >= 1 && f.target_port <= 65535])
+    error_message = "Ports must be between 1 and 65535."
+  }
+  validation {
+    condition     = length(var.frontends) == 0 || (length(var.workers) > 0 && var.frontend_vip != null)
+    error_message = "frontends forward to the workers on frontend_vip: set workers and frontend_vip too."
+  }
+}
+
+variable "frontend_hosts" {
+  description = "Hosts that run the frontends (two for HA); empty to run them on the workers."
+  type = list(object({
+    name            = string
+    address         = string
+    host_public_key = string
+  }))
+  default = []
+}
