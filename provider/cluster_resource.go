@@ -126,7 +126,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 
 	// The join object is derived from the spec, except the UID and the CA that create generates: plan what is
 	// known, so that pools and load balancers created in the same apply validate their addresses at plan time.
-	if prior == nil && len(unknown) == 0 && !libvirtRequested(ctx, plan) {
+	if prior == nil && len(unknown) == 0 {
 		if j, ok := engine.PlannedJoin(spec); ok {
 			pj, d := plannedJoinValue(j)
 			resp.Diagnostics.Append(d...)
@@ -150,7 +150,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		resp.Diagnostics.Append(diags...)
 		if prior.Installed.ValueBool() && joinInputsEqual(spec, priorSpec) && len(unknown) == 0 {
 			plan.Join = prior.Join
-		} else if j, ok := engine.PlannedJoin(spec); ok && len(unknown) == 0 && !libvirtRequested(ctx, plan) {
+		} else if j, ok := engine.PlannedJoin(spec); ok && len(unknown) == 0 {
 			j.ClusterUID = prior.ClusterUID.ValueString()
 			pj, d := plannedJoinValue(j)
 			resp.Diagnostics.Append(d...)
