@@ -22,6 +22,62 @@ type hostBaseline struct {
 	Existed map[string]bool `json:"existed"`
 	// IPForward is net.ipv4.ip_forward before; the lab never changes it.
 	IPForward string `json:"ip_forward"`
+	// Inotify holds fs.inotify limits that raiseInotify raised, with their values before, for teardown.
+	Inotify map[string]string `json:"inotify,omitempty"`
+}
+
+// inotifyMinimums are the fs.inotify limits the lab needs. Every container host runs systemd, containerd and a
+// kubelet, which each take inotify instances from one shared per-user budget (the containers share the
+// machine's kernel and user namespace); Debian's default of 128 instances runs out at about six nodes, and
+// containerd's CRI plugin then fails to load ("too many open files"). kind documents the same limits.
+var inotifyMinimums = map[string]int{
+	"/proc/sys/fs/inotify/max_user_instances": 1024,
+	"/proc/sys/fs/inotify/max_user_watches":   524288,
+}
+
+// raiseInotify raises the machine's inotify limits to inotifyMinimums (never lowers them) and records the old
+// values in the baseline, so that teardown restores them.
+func (l *Lab) raiseInotify(p progress) error {
+	var b hostBaseline
+	data, err := os.ReadFile(l.paths.baseline)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &b); err != nil {
+			return fmt.Errorf("host baseline: %w", err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("host baseline: %w", err)
+	}
+	changed := false
+	for path, want := range inotifyMinimums {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		have, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || have >= want {
+			continue
+		}
+		if err := os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644); err != nil {
+			return fmt.Errorf("raising %s to %d: %w", path, want, err)
+		}
+		if b.Inotify == nil {
+			b.Inotify = map[string]string{}
+		}
+		if _, ok := b.Inotify[path]; !ok {
+			b.Inotify[path] = strconv.Itoa(have)
+		}
+		p.logf("raised %s from %d to %d for the container hosts (restored by destroy-all)", path, have, want)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	out, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return fmt.Errorf("host baseline: %w", err)
+	}
+	return writeFileAtomic(l.paths.baseline, out, 0o644)
 }
 
 // outsidePaths are created by dockerd/containerd even with their own roots: containerd 1.6 puts shim sockets
@@ -111,6 +167,12 @@ func (l *Lab) cleanHost(ctx context.Context, t tools) error {
 	}
 	if v, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && b.IPForward != "" && strings.TrimSpace(string(v)) != b.IPForward {
 		p.logf("warning: net.ipv4.ip_forward is %s, was %s before the lab started (not changed by the lab)", strings.TrimSpace(string(v)), b.IPForward)
+	}
+	for path, v := range b.Inotify {
+		if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
+			return fmt.Errorf("restoring %s to %s: %w", path, v, err)
+		}
+		p.logf("restored %s to %s", path, v)
 	}
 	if err := os.Remove(l.paths.baseline); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("host baseline: %w", err)

@@ -170,6 +170,9 @@ func (l *Lab) Up(ctx context.Context, spec Spec) ([]Node, error) {
 	if err := l.Down(ctx, spec.Prefix); err != nil {
 		return nil, err
 	}
+	if err := l.raiseInotify(p); err != nil {
+		return nil, err
+	}
 	q, err := DetectQuirks()
 	if err != nil {
 		return nil, err
