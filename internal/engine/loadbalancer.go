@@ -620,10 +620,19 @@ func (e *Engine) applyFrontends(ctx context.Context, spec LoadBalancerSpec, pass
 		}); err != nil {
 			return err
 		}
+		// VRRP settles within a few adverts: the VIP may pass through a lower-priority host first. Wait until
+		// the same host has held it for three probes in a row.
 		return phaseOnce(ctx, p, "frontend-vip", func(ctx context.Context) error {
+			last, streak := "", 0
 			return phase.Poll(ctx, time.Second, 2*time.Minute, "a frontend host to hold the VIP "+spec.VIP, func(ctx context.Context) (bool, error) {
 				holder, err := vipHolder(ctx, ses.targets, spec.VIP)
-				return holder != "", err
+				if holder == "" || holder != last {
+					last, streak = holder, 0
+				}
+				if holder != "" {
+					streak++
+				}
+				return streak >= 3, err
 			})
 		})
 	})
@@ -643,6 +652,18 @@ func vipHolder(ctx context.Context, targets []*phase.Target, vip string) (string
 		}
 	}
 	return "", errors.Join(errs...)
+}
+
+// settledVIPHolder probes again after VRRP's handover time (three adverts).
+func (e *Engine) settledVIPHolder(ctx context.Context, targets []*phase.Target, vip string) (string, error) {
+	t := time.NewTimer(3 * time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-t.C:
+	}
+	return vipHolder(ctx, targets, vip)
 }
 
 // resetFrontends removes the frontend from hosts.
@@ -735,7 +756,22 @@ func (e *Engine) observeLB(ctx context.Context, spec LoadBalancerSpec, state *Lo
 				}
 			}
 			if state.VIPHolder == "" && pres.answeredHosts == len(spec.Hosts) {
-				drift = append(drift, "no frontend host holds the VIP "+spec.VIP)
+				// A VRRP handover moves the VIP between two probes; look once more before calling it drift.
+				if holder, _ := e.settledVIPHolder(ctx, ses.targets, spec.VIP); holder != "" {
+					state.VIPHolder = holder
+					for _, t := range ses.targets {
+						if t.Name != holder {
+							continue
+						}
+						if bs, err := phase.LBBackends(ctx, t); err == nil {
+							for _, b := range bs {
+								state.Backends = append(state.Backends, BackendStatus(b))
+							}
+						}
+					}
+				} else {
+					drift = append(drift, "no frontend host holds the VIP "+spec.VIP)
+				}
 			}
 		} else {
 			drift = append(drift, "frontend hosts unreachable")
