@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/lab/vmlab"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/machine"
 )
 
 const vmUsage = `usage: kslab vm <command> [flags]
@@ -17,6 +19,12 @@ commands:
                    no forwarding, no DHCP) and the dir pool "kubesmith" (/var/lib/kubesmith/libvirt/pool),
                    build the Debian 12 guest image (cached by its inputs) and upload it as the volumes
                    kubesmith-debian12.{qcow2,vmlinuz,initrd}; prints JSON
+  check            the self-check: boot one VM (ks-lab-check-1, 192.168.150.9) from the image through the
+     [--timeout 10m] [--accelerator auto|kvm|tcg] [--keep] [--force]
+                   libvirt machine driver, log in over SSH with its pinned host key, print the time to SSH,
+                   delete the VM and its volumes; prints JSON; on failure exits 1 with the serial console's tail.
+                   A check that passed for the same image volume and the same kslab build is not repeated
+                   unless --force is given
   clean [--cache]  remove the pool with its volumes and the network (refused while VMs use them);
                    --cache also removes the image and .deb caches
 
@@ -75,6 +83,28 @@ func vmCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res, err := lab.Setup(ctx)
 		if err != nil {
 			return fmt.Errorf("vm setup: %w", err)
+		}
+		return printJSON(stdout, res)
+
+	case "check":
+		timeout := fs.Duration("timeout", 10*time.Minute, "wait for SSH at most this long")
+		accel := fs.String("accelerator", "auto", "auto (probe KVM, cached), kvm or tcg")
+		keep := fs.Bool("keep", false, "leave the VM running for debugging")
+		force := fs.Bool("force", false, "boot a VM even if a check passed for this image and kslab build")
+		if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+			return err
+		}
+		a, err := machine.ParseAccelerator(*accel)
+		if err != nil {
+			return usageError("check: %v", err)
+		}
+		lab, err := common.lab(stderr)
+		if err != nil {
+			return err
+		}
+		res, err := lab.Check(ctx, vmlab.CheckOptions{Timeout: *timeout, Accelerator: a, Keep: *keep, Force: *force})
+		if err != nil {
+			return fmt.Errorf("vm check: %w", err)
 		}
 		return printJSON(stdout, res)
 

@@ -16,6 +16,7 @@ func TestVMUsageErrors(t *testing.T) {
 		{[]string{"vm", "frobnicate"}, `unknown vm command "frobnicate"`},
 		{[]string{"vm", "setup", "extra"}, "want no arguments"},
 		{[]string{"vm", "clean", "extra"}, "want no arguments"},
+		{[]string{"vm", "check", "--accelerator", "xen"}, `accelerator "xen" is not one of`},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), tc.args, &stdout, &stderr)

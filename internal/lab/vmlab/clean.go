@@ -13,12 +13,6 @@ import (
 	"libvirt.org/go/libvirt"
 )
 
-// CleanOptions says what Clean removes besides the libvirt objects.
-type CleanOptions struct {
-	// Cache also removes the image and .deb caches (Config.CacheDir).
-	Cache bool
-}
-
 // Clean removes what Setup created: the pool with its volumes and directory, the network, and with
 // opts.Cache the cache directory. It refuses while defined domains use the pool or the network (it never
 // destroys VMs), and it leaves a network or pool of the same name that is not the lab's alone. Packages

@@ -84,8 +84,8 @@ func New(cfg Config) (*Lab, error) {
 	return &Lab{cfg: cfg, start: time.Now()}, nil
 }
 
-// defaultCacheDir is ${XDG_CACHE_HOME:-~/.cache}/kubesmith/lab/vm.
-func defaultCacheDir() (string, error) {
+// kubesmithCacheRoot is ${XDG_CACHE_HOME:-~/.cache}/kubesmith, the cache kubesmith itself uses.
+func kubesmithCacheRoot() (string, error) {
 	base := os.Getenv("XDG_CACHE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
@@ -94,7 +94,16 @@ func defaultCacheDir() (string, error) {
 		}
 		base = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(base, "kubesmith", "lab", "vm"), nil
+	return filepath.Join(base, "kubesmith"), nil
+}
+
+// defaultCacheDir is ${XDG_CACHE_HOME:-~/.cache}/kubesmith/lab/vm.
+func defaultCacheDir() (string, error) {
+	root, err := kubesmithCacheRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "lab", "vm"), nil
 }
 
 // logf prints one progress line with the time since the lab was created.

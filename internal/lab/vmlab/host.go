@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,9 +95,49 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// kvmDevice is the KVM device node.
+const kvmDevice = "/dev/kvm"
+
+// ensureKVMDevice gives /dev/kvm the owner and mode udev gives it on a standard Debian system (group kvm,
+// 0660), when it exists without them (no udev, as in some microVMs). Otherwise libvirt's QEMU capabilities
+// say "KVM available" (probed as root) while the qemu user cannot open the device, so libvirtd discards
+// its capability cache and probes QEMU again on every domain call: about 4 s each.
+func (l *Lab) ensureKVMDevice() error {
+	st, err := os.Stat(kvmDevice)
+	if err != nil {
+		return nil //nolint:nilerr // no KVM device: nothing to do, TCG works without it
+	}
+	grp, err := user.LookupGroup("kvm")
+	if err != nil {
+		return nil //nolint:nilerr // no kvm group: libvirt runs QEMU in another way here
+	}
+	gid, err := strconv.Atoi(grp.Gid)
+	if err != nil {
+		return fmt.Errorf("group kvm: gid %q: %w", grp.Gid, err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || (int(sys.Gid) == gid && st.Mode().Perm()&0o060 == 0o060) {
+		return nil
+	}
+	if err := os.Chown(kvmDevice, -1, gid); err != nil {
+		return fmt.Errorf("chgrp kvm %s: %w", kvmDevice, err)
+	}
+	if err := os.Chmod(kvmDevice, st.Mode().Perm()|0o660); err != nil {
+		return fmt.Errorf("chmod g+rw %s: %w", kvmDevice, err)
+	}
+	l.logf("%s: group kvm, mode 0660 (as udev sets it on Debian; libvirt re-probes QEMU on every call otherwise)", kvmDevice)
+	return nil
+}
+
 // EnsureDaemons starts virtlogd and libvirtd when their sockets do not answer: through systemctl when
-// systemd is PID 1, otherwise by hand (daemonized, pidfiles under /run), then waits for the sockets.
+// systemd is PID 1, otherwise by hand (daemonized, pidfiles under /run), then waits for the sockets. It
+// first makes /dev/kvm usable by the kvm group (see ensureKVMDevice).
 func (l *Lab) EnsureDaemons(ctx context.Context) error {
+	if os.Geteuid() == 0 {
+		if err := l.ensureKVMDevice(); err != nil {
+			return err
+		}
+	}
 	if socketAnswers(virtlogdSock) && socketAnswers(libvirtdSock) {
 		l.logf("virtlogd and libvirtd running")
 		return nil

@@ -20,36 +20,6 @@ import (
 	"time"
 )
 
-// ImageFile is one file of a built base image.
-type ImageFile struct {
-	// Path is the file in the image cache.
-	Path string `json:"path"`
-	// Volume is the name of the storage volume it is uploaded as.
-	Volume string `json:"volume"`
-	// Format is the volume format: qcow2 or raw.
-	Format string `json:"format"`
-	// Size is the file size in bytes.
-	Size int64 `json:"size"`
-	// SHA256 is the hex sha256 of the file.
-	SHA256 string `json:"sha256"`
-}
-
-// Image is a built base image in the cache.
-type Image struct {
-	// Key is the cache key (hash of the build inputs).
-	Key string `json:"key"`
-	// Name is the base image name (BaseImage).
-	Name string `json:"name"`
-	// Kernel is the guest kernel version.
-	Kernel string `json:"kernel"`
-	// Files are the disk, the kernel and the initrd, in that order.
-	Files []ImageFile `json:"files"`
-	// BuildSeconds is how long the build took.
-	BuildSeconds float64 `json:"build_seconds"`
-	// Built is true when this call built the image (false: taken from the cache).
-	Built bool `json:"-"`
-}
-
 // cachePaths are the directories under Config.CacheDir.
 type cachePaths struct {
 	root, images, minbase, debCache, aptCache, build, logs, lock string

@@ -10,23 +10,6 @@ import (
 	"time"
 )
 
-// SetupResult is what Setup did and where the lab's objects are.
-type SetupResult struct {
-	// URI is the libvirt connection URI.
-	URI string `json:"uri"`
-	// Network and Pool are the lab's libvirt objects.
-	Network string `json:"network"`
-	Pool    string `json:"pool"`
-	// PoolPath is the pool's directory.
-	PoolPath string `json:"pool_path"`
-	// Image is the base image (cache key, files, kernel).
-	Image *Image `json:"image"`
-	// ImageBuilt is true when this run built the image.
-	ImageBuilt bool `json:"image_built"`
-	// Seconds is how long Setup took.
-	Seconds float64 `json:"seconds"`
-}
-
 // Setup makes the lab ready, idempotently: apt packages, virtlogd and libvirtd, the network, the pool, the
 // base image (from the cache when its inputs did not change) and its volumes.
 func (l *Lab) Setup(ctx context.Context) (*SetupResult, error) {
