@@ -197,6 +197,8 @@ func ResetLB(ctx context.Context, t *Target) error {
 	fmt.Fprintf(&b, "rmdir %s 2>/dev/null || true\n", PendingDir)
 	fmt.Fprintf(&b, "rmdir /var/lib/kubesmith 2>/dev/null || true\n")
 	fmt.Fprintf(&b, "rmdir %s 2>/dev/null || true\n", StateDir)
+	// The host lock file goes too when nothing else of kubesmith's is left on the host.
+	fmt.Fprintf(&b, "[ -d %s ] || rm -f /run/lock/kubesmith-%s.lock\n", StateDir, LockName)
 	b.WriteString("systemctl daemon-reload\n")
 	if _, err := t.Runner.RunInput(ctx, "sh -s", strings.NewReader(b.String())); err != nil {
 		return fmt.Errorf("removing the frontend from %s: %w", t.Name, err)

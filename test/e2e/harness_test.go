@@ -56,10 +56,7 @@ func (tm *timings) report(t *testing.T) {
 		fmt.Fprintf(&b, "%-48s %10.1f  %v\n", p.Name, p.Seconds, p.OK)
 	}
 	t.Log(b.String())
-	dir := os.Getenv("KUBESMITH_E2E_REPORT_DIR")
-	if dir == "" {
-		dir = filepath.Join(repoRoot(t), "test", "e2e", "reports")
-	}
+	dir := reportDir(t)
 	_ = os.MkdirAll(dir, 0o755)
 	data, _ := json.MarshalIndent(tm, "", "  ")
 	out := filepath.Join(dir, tm.Scenario+".json")
@@ -105,7 +102,21 @@ func newTF(t *testing.T, dir string) *tfRunner {
 	if cfg == "" {
 		t.Fatal("TF_CLI_CONFIG_FILE is not set: run the e2e tests through `make e2e-cluster`, which installs the provider locally")
 	}
-	return &tfRunner{t: t, bin: bin, dir: dir, env: append(os.Environ(), "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")}
+	// The provider's progress events (phase, host, duration) go to a log next to the timing reports.
+	logDir := reportDir(t)
+	_ = os.MkdirAll(logDir, 0o755)
+	logPath := filepath.Join(logDir, t.Name()+"-provider.log")
+	t.Logf("provider log: %s", logPath)
+	return &tfRunner{t: t, bin: bin, dir: dir, env: append(os.Environ(), "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
+		"TF_LOG_PROVIDER=INFO", "TF_LOG_PATH="+logPath)}
+}
+
+// reportDir is where timing reports and provider logs go.
+func reportDir(t *testing.T) string {
+	if dir := os.Getenv("KUBESMITH_E2E_REPORT_DIR"); dir != "" {
+		return dir
+	}
+	return filepath.Join(repoRoot(t), "test", "e2e", "reports")
 }
 
 func (r *tfRunner) run(ctx context.Context, args ...string) (string, error) {

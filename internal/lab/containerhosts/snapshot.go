@@ -15,16 +15,18 @@ import (
 //   - unit-files: `systemctl list-unit-files` (name, state, preset).
 //   - units: `systemctl list-units --all` as "name load active sub", without units that are inactive/dead
 //     (whether systemd still has them loaded depends on its garbage collection), login sessions
-//     (session-*.scope, user@*.service, user-runtime-dir@*.service, user*.slice, run-user-*.mount) and the
+//     (session-*.scope, user@*.service, user-runtime-dir@*.service, user*.slice, run-user-*.mount), the
+//     mounts of systemd's per-boot service credentials (run-credentials-*.mount) and the
 //     D-Bus-activated daemons that exit when idle (systemd-hostnamed, -timedated, -localed).
 //   - files: type, mode, owner and path (and link target) of everything under /etc, /usr/local, /opt,
 //     /var/lib and /run, except volatile runtime state: /run/systemd, /run/user, /run/log (the journal),
-//     /run/udev, /run/sudo, /var/lib/systemd/timers (timer stamps) and /var/lib/sudo (lecture stamps).
+//     /run/udev, /run/sudo, /run/credentials (systemd's per-boot service credentials),
+//     /var/lib/systemd/timers (timer stamps) and /var/lib/sudo (lecture stamps).
 //     /var/log is not listed at all. Sizes and times are not recorded.
 //   - hashes: sha256 of every regular file under /etc, /usr/local and /opt (configuration and installed
 //     binaries; /var/lib and /run hold data whose content legitimately changes).
 //   - mounts: /proc/self/mountinfo as "mountpoint fstype source root options propagation", without mount ids,
-//     peer-group numbers and superblock options, and without /run/user/*.
+//     peer-group numbers and superblock options, and without /run/user/* and /run/credentials/*.
 //   - links, addrs, routes: `ip -o link`, `ip -o addr`, `ip route show table all` (v4 and v6) without interface
 //     indexes, peer indexes and address lifetimes.
 //   - iptables, ip6tables: `iptables-save` / `ip6tables-save` as "table line", without comments and counters.
@@ -49,7 +51,7 @@ echo "@@@ unit-files"; systemctl list-unit-files --no-legend --no-pager 2>&1
 echo "@@@ units"; systemctl list-units --all --no-legend --no-pager --plain 2>&1
 echo "@@@ files"
 find /etc /usr/local /opt /var/lib /run \( -path /run/systemd -o -path /run/user -o -path /run/log -o -path /run/udev \
-  -o -path /run/sudo -o -path /var/lib/systemd/timers -o -path /var/lib/sudo \) -prune -o -printf '%y %#m %U:%G %p -> %l\n' 2>/dev/null
+  -o -path /run/sudo -o -path /run/credentials -o -path /var/lib/systemd/timers -o -path /var/lib/sudo \) -prune -o -printf '%y %#m %U:%G %p -> %l\n' 2>/dev/null
 echo "@@@ hashes"; find /etc /usr/local /opt -type f -exec sha256sum {} + 2>/dev/null
 echo "@@@ mounts"; cat /proc/self/mountinfo
 echo "@@@ links"; ip -o link show 2>&1
@@ -138,7 +140,7 @@ func normUnitFiles(lines []string) []string {
 
 // volatileUnit reports units whose presence depends on logins or idle timeouts, not on what is installed.
 func volatileUnit(name string) bool {
-	for _, p := range []string{"session-", "user@", "user-runtime-dir@", "user-", "run-user-"} {
+	for _, p := range []string{"session-", "user@", "user-runtime-dir@", "user-", "run-user-", "run-credentials-"} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}
@@ -186,7 +188,7 @@ func normMounts(lines []string) []string {
 			continue
 		}
 		root, mp, opts := unescapeMountinfo(f[3]), unescapeMountinfo(f[4]), f[5]
-		if strings.HasPrefix(mp, "/run/user/") {
+		if strings.HasPrefix(mp, "/run/user/") || strings.HasPrefix(mp, "/run/credentials/") {
 			continue
 		}
 		prop := "private"
