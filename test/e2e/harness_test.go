@@ -317,9 +317,9 @@ func sameAsBefore(ctx context.Context, l *containerhosts.Lab, nodes []containerh
 // rogueCSRStaysPending submits a kubelet client CSR for a name no pool planned, made with a bootstrap token of
 // kubesmith's bootstrap group, runs apply (which approves the pools' own CSRs) and checks that it stays pending.
 func rogueCSRStaysPending(ctx context.Context, k kubectl, dir string, apply func() error) error {
-		// A joining kubelet's identity: a bootstrap token in kubesmith's bootstrap group. Such a requester has no
-		// nodeclient auto-approval, so only kubesmith could approve its CSR, and kubesmith approves planned names only.
-		secret := `apiVersion: v1
+	// A joining kubelet's identity: a bootstrap token in kubesmith's bootstrap group. Such a requester has no
+	// nodeclient auto-approval, so only kubesmith could approve its CSR, and kubesmith approves planned names only.
+	secret := `apiVersion: v1
 kind: Secret
 metadata: {name: bootstrap-token-rogue1, namespace: kube-system}
 type: bootstrap.kubernetes.io/token
@@ -329,10 +329,10 @@ stringData:
   usage-bootstrap-authentication: "true"
   auth-extra-groups: system:bootstrappers:kubesmith
 `
-		if _, err := k.stdin(ctx, secret, "apply", "-f", "-"); err != nil {
-			return err
-		}
-		csr := `apiVersion: certificates.k8s.io/v1
+	if _, err := k.stdin(ctx, secret, "apply", "-f", "-"); err != nil {
+		return err
+	}
+	csr := `apiVersion: certificates.k8s.io/v1
 kind: CertificateSigningRequest
 metadata: {name: rogue-node}
 spec:
@@ -340,34 +340,34 @@ spec:
   signerName: kubernetes.io/kube-apiserver-client-kubelet
   usages: [digital signature, client auth]
 `
-		server, err := k.run(ctx, "config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}")
-		if err != nil {
-			return err
-		}
-		ca, err := k.run(ctx, "config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}")
-		if err != nil {
-			return err
-		}
-		tokenKC := filepath.Join(dir, "rogue.kubeconfig")
-		kc := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: %q, certificate-authority-data: %q}}]\n"+
-			"users: [{name: u, user: {token: rogue1.0123456789abcdef}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n", server, ca)
-		if err := os.WriteFile(tokenKC, []byte(kc), 0o600); err != nil {
-			return err
-		}
-		kt := kubectl{bin: k.bin, kubeconfig: tokenKC}
-		if _, err := kt.stdin(ctx, csr, "create", "--validate=false", "-f", "-"); err != nil {
-			return err
-		}
-		// Another apply of the pool (which approves its own nodes' CSRs) must leave it alone.
-		if err := apply(); err != nil {
-			return err
-		}
-		out, err := k.run(ctx, "get", "csr", "rogue-node", "--no-headers")
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(out, "Pending") {
-			return fmt.Errorf("rogue CSR is not pending: %s", out)
-		}
-		return nil
+	server, err := k.run(ctx, "config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}")
+	if err != nil {
+		return err
 	}
+	ca, err := k.run(ctx, "config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}")
+	if err != nil {
+		return err
+	}
+	tokenKC := filepath.Join(dir, "rogue.kubeconfig")
+	kc := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: %q, certificate-authority-data: %q}}]\n"+
+		"users: [{name: u, user: {token: rogue1.0123456789abcdef}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n", server, ca)
+	if err := os.WriteFile(tokenKC, []byte(kc), 0o600); err != nil {
+		return err
+	}
+	kt := kubectl{bin: k.bin, kubeconfig: tokenKC}
+	if _, err := kt.stdin(ctx, csr, "create", "--validate=false", "-f", "-"); err != nil {
+		return err
+	}
+	// Another apply of the pool (which approves its own nodes' CSRs) must leave it alone.
+	if err := apply(); err != nil {
+		return err
+	}
+	out, err := k.run(ctx, "get", "csr", "rogue-node", "--no-headers")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "Pending") {
+		return fmt.Errorf("rogue CSR is not pending: %s", out)
+	}
+	return nil
+}
