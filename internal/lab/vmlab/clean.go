@@ -18,6 +18,11 @@ import (
 // destroys VMs), and it leaves a network or pool of the same name that is not the lab's alone. Packages
 // and the daemons stay.
 func (l *Lab) Clean(ctx context.Context, opts CleanOptions) error {
+	unlock, err := l.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := exec.LookPath("libvirtd"); err == nil {
 		if err := l.EnsureDaemons(ctx); err != nil {
 			return err
@@ -33,6 +38,10 @@ func (l *Lab) Clean(ctx context.Context, opts CleanOptions) error {
 		}
 	} else {
 		l.logf("libvirt is not installed: no network or pool to remove")
+	}
+	// The network and pool a recorded self-check ran on are gone: the next check boots a VM again.
+	if err := os.Remove(l.passedPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the self-check record: %w", err)
 	}
 	if opts.Cache {
 		if err := os.RemoveAll(l.cfg.CacheDir); err != nil {

@@ -43,12 +43,13 @@ func (l *Lab) Setup(ctx context.Context) (*SetupResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.ensureVolumes(conn, pool, img); err != nil {
+	kept, err := l.ensureVolumes(conn, pool, img)
+	if err != nil {
 		return nil, err
 	}
 	res := &SetupResult{
 		URI: l.cfg.URI, Network: NetworkName, Pool: PoolName, PoolPath: PoolPath,
-		Image: img, ImageBuilt: img.Built, Seconds: time.Since(t0).Seconds(),
+		Image: img, ImageBuilt: img.Built, OutdatedVolumes: kept, Seconds: time.Since(t0).Seconds(),
 	}
 	l.logf("lab ready in %s", time.Since(t0).Round(100*time.Millisecond))
 	return res, nil

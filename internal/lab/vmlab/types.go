@@ -49,6 +49,8 @@ type SetupResult struct {
 	Image *Image `json:"image"`
 	// ImageBuilt is true when this run built the image.
 	ImageBuilt bool `json:"image_built"`
+	// OutdatedVolumes are the base image volumes that still hold an older image because VMs use them.
+	OutdatedVolumes []string `json:"outdated_volumes,omitempty"`
 	// Seconds is how long Setup took.
 	Seconds float64 `json:"seconds"`
 }

@@ -12,51 +12,70 @@ import (
 	"libvirt.org/go/libvirt"
 )
 
-// ensureVolumes uploads the image's files as volumes of pool unless a volume of that name already has the
-// same content (sha256 of its file). A volume with other content is replaced, unless a defined domain
-// uses it (its overlays would break): then ensureVolumes fails and names the domains.
-func (l *Lab) ensureVolumes(conn *libvirt.Connect, pool *libvirt.StoragePool, img *Image) error {
+// ensureVolumes uploads the image's files as volumes of pool unless volumes of those names already have
+// the same content (sha256 of their files). Outdated volumes are replaced together, unless a defined domain
+// uses any of them (its overlay and kernel belong to the old image): then all three stay, and their names
+// are returned with a warning, so that a running cluster keeps working and the next Setup after it is
+// gone installs the new image.
+func (l *Lab) ensureVolumes(conn *libvirt.Connect, pool *libvirt.StoragePool, img *Image) ([]string, error) {
 	if err := pool.Refresh(0); err != nil {
-		return fmt.Errorf("refresh pool %s: %w", PoolName, err)
+		return nil, fmt.Errorf("refresh pool %s: %w", PoolName, err)
 	}
+	var missing, outdated []ImageFile
+	var needles []string
 	for _, f := range img.Files {
 		vol, err := pool.LookupStorageVolByName(f.Volume)
-		switch {
-		case isCode(err, libvirt.ERR_NO_STORAGE_VOL):
-		case err != nil:
-			return fmt.Errorf("look up volume %s: %w", f.Volume, err)
-		default:
-			same, path, err := volumeHasContent(vol, f)
-			if err != nil {
-				_ = vol.Free()
-				return err
-			}
-			if same {
-				_ = vol.Free()
-				l.logf("volume %s up to date", f.Volume)
-				continue
-			}
-			users, err := domainsUsing(conn, []string{"'" + path + "'"})
-			if err != nil {
-				_ = vol.Free()
-				return err
-			}
-			if len(users) > 0 {
-				_ = vol.Free()
-				return fmt.Errorf("volume %s differs from the new image but domains %v use it: remove them first", f.Volume, users)
-			}
-			err = vol.Delete(libvirt.STORAGE_VOL_DELETE_NORMAL)
-			_ = vol.Free()
-			if err != nil {
-				return fmt.Errorf("delete outdated volume %s: %w", f.Volume, err)
-			}
-			l.logf("volume %s outdated: replacing it", f.Volume)
+		if isCode(err, libvirt.ERR_NO_STORAGE_VOL) {
+			missing = append(missing, f)
+			continue
 		}
-		if err := l.uploadVolume(conn, pool, f); err != nil {
-			return err
+		if err != nil {
+			return nil, fmt.Errorf("look up volume %s: %w", f.Volume, err)
+		}
+		same, path, err := volumeHasContent(vol, f)
+		_ = vol.Free()
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			l.logf("volume %s up to date", f.Volume)
+			continue
+		}
+		outdated = append(outdated, f)
+		needles = append(needles, "'"+path+"'")
+	}
+	if len(outdated) > 0 {
+		users, err := domainsUsing(conn, needles)
+		if err != nil {
+			return nil, err
+		}
+		if len(users) > 0 {
+			var names []string
+			for _, f := range img.Files {
+				names = append(names, f.Volume)
+			}
+			l.logf("WARNING: the base image changed but domains %v use its volumes: keeping the old volumes; "+
+				"run setup again once those VMs are gone", users)
+			return names, nil
 		}
 	}
-	return nil
+	for _, f := range outdated {
+		vol, err := pool.LookupStorageVolByName(f.Volume)
+		if err == nil {
+			err = vol.Delete(libvirt.STORAGE_VOL_DELETE_NORMAL)
+			_ = vol.Free()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("delete outdated volume %s: %w", f.Volume, err)
+		}
+		l.logf("volume %s outdated: replacing it", f.Volume)
+	}
+	for _, f := range append(missing, outdated...) {
+		if err := l.uploadVolume(conn, pool, f); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // volumeHasContent reports whether a volume's file has the size and sha256 of f, and returns its path.
