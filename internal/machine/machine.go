@@ -42,8 +42,9 @@ const (
 	DefaultDiskGiB   = 20
 	DefaultBaseImage = "kubesmith-debian12"
 	// DefaultSSHTimeout bounds the wait for a new VM to answer SSH. Under TCG five VMs booting together need
-	// about 90 s on 2 cores; the margin covers a loaded host.
-	DefaultSSHTimeout = 10 * time.Minute
+	// about 90 s on a quiet 2-core host, but on a saturated one (load 30) a single guest took 6 minutes just to
+	// reach its first-boot unit; the caller's context (Terraform's create timeout) bounds the wait as well.
+	DefaultSSHTimeout = 25 * time.Minute
 )
 
 // Spec is one machine of a Group.
