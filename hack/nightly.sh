@@ -12,12 +12,14 @@ scenarios=(
   TestClusterHA:e2e-cluster:e2e-cluster
   TestNodePool:e2e-pool:e2e-pool
   TestFullTopology:e2e:e2e-full
+  TestLibvirt:e2e-libvirt:e2e-libvirt
+  TestLibvirtHA:e2e-libvirt-ha:e2e-libvirt-ha
 )
 not_built=(upgrade restore)
 out=nightly
 rm -rf "$out" && mkdir -p "$out/reports"
 export KUBESMITH_E2E_REPORT_DIR=$PWD/$out/reports
-make -s artifacts hosts-image build || exit 1
+make -s artifacts hosts-image lab build || exit 1
 : > "$out/results.txt"
 failed=0
 for s in "${scenarios[@]}"; do
@@ -28,7 +30,11 @@ for s in "${scenarios[@]}"; do
   echo "    $name: $r"
 done
 go run ./internal/cmd/kslab hosts destroy-all >/dev/null 2>&1 || true
-kvm=tcg; [[ -c /dev/kvm ]] && kvm="kvm device present (usable KVM not probed by this build)"
+# The libvirt scenarios probe KVM with a real guest boot and cache the verdict per libvirt host.
+kvm=tcg; [[ -c /dev/kvm ]] && kvm="kvm device present, not probed"
+probe=$(ls -t "${XDG_CACHE_HOME:-$HOME/.cache}"/kubesmith/accelerator/*.json 2>/dev/null | head -1 | xargs -r cat | python3 -c \
+  'import json,sys; r=json.loads(sys.stdin.read() or "{}"); print(r.get("accelerator","") + (" (" + r["reason"].splitlines()[0] + ")" if r.get("reason") else ""))' 2>/dev/null || true)
+[[ -n $probe ]] && kvm="libvirt probe: $probe"
 python3 - "$out" "$(nproc)" "$kvm" "${not_built[*]}" <<'PY'
 import json, os, sys, glob, datetime
 out, cores, kvm, not_built = sys.argv[1:5]
