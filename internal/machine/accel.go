@@ -59,9 +59,15 @@ func (l *Libvirt) probeKVMBoot(ctx context.Context, conn *libvirt.Connect, env *
 	if _, err := conn.GetDomainCapabilities("", "x86_64", "", "kvm", 0); err != nil {
 		return false, "libvirt offers no KVM domains here: " + lvMessage(err), nil
 	}
-	name := fmt.Sprintf("kubesmith-kvm-probe-%d", time.Now().UnixNano())
+	return probeBoot(ctx, conn, env, "kvm", probeTimeout)
+}
+
+// probeBoot boots the base kernel in a transient domain of domType and reports whether it printed a
+// probeMarker within timeout. (The driver tests also run it with type qemu, to prove the console path.)
+func probeBoot(ctx context.Context, conn *libvirt.Connect, env *hostEnv, domType string, timeout time.Duration) (bool, string, error) {
+	name := fmt.Sprintf("kubesmith-%s-probe-%d", domType, time.Now().UnixNano())
 	d := &libvirtxml.Domain{
-		Type:   "kvm",
+		Type:   domType,
 		Name:   name,
 		Memory: &libvirtxml.DomainMemory{Value: 256, Unit: "MiB"},
 		VCPU:   &libvirtxml.DomainVCPU{Value: 1},
@@ -88,6 +94,9 @@ func (l *Libvirt) probeKVMBoot(ctx context.Context, conn *libvirt.Connect, env *
 			}},
 		},
 	}
+	if domType != "kvm" {
+		d.CPU = &libvirtxml.DomainCPU{Mode: "custom", Match: "exact", Check: "none", Model: &libvirtxml.DomainCPUModel{Fallback: "allow", Value: "qemu64"}}
+	}
 	x, err := d.Marshal()
 	if err != nil {
 		return false, "", fmt.Errorf("encoding the probe domain: %w", err)
@@ -96,7 +105,7 @@ func (l *Libvirt) probeKVMBoot(ctx context.Context, conn *libvirt.Connect, env *
 	// the domain if this process dies.
 	dom, err := conn.DomainCreateXML(x, libvirt.DOMAIN_START_PAUSED|libvirt.DOMAIN_START_AUTODESTROY)
 	if err != nil {
-		return false, "a type='kvm' domain does not start: " + lvMessage(err), nil
+		return false, "a type='" + domType + "' domain does not start: " + lvMessage(err), nil
 	}
 	defer func() {
 		_ = dom.Destroy()
@@ -106,16 +115,29 @@ func (l *Libvirt) probeKVMBoot(ctx context.Context, conn *libvirt.Connect, env *
 	if err != nil {
 		return false, "", fmt.Errorf("opening a stream: %s", lvMessage(err))
 	}
-	defer func() { _ = st.Free() }()
 	if err := dom.OpenConsole("", st, libvirt.DOMAIN_CONSOLE_FORCE); err != nil {
+		_ = st.Free()
 		return false, "", fmt.Errorf("opening the probe's console: %s", lvMessage(err))
 	}
+	readerDone := make(chan struct{})
+	// On every exit: abort the stream, stop the guest (which ends the console), wait for the reader to leave
+	// Recv, and only then free the stream.
+	defer func() {
+		_ = st.Abort()
+		_ = dom.Destroy()
+		select {
+		case <-readerDone:
+		case <-time.After(10 * time.Second):
+		}
+		_ = st.Free()
+	}()
 	start := time.Now()
 	if err := dom.Resume(); err != nil {
-		return false, "a type='kvm' domain does not run: " + lvMessage(err), nil
+		return false, "a type='" + domType + "' domain does not run: " + lvMessage(err), nil
 	}
 	found := make(chan string, 1)
 	go func() {
+		defer close(readerDone)
 		var out bytes.Buffer
 		buf := make([]byte, 4096)
 		for {
@@ -138,19 +160,17 @@ func (l *Libvirt) probeKVMBoot(ctx context.Context, conn *libvirt.Connect, env *
 			}
 		}
 	}()
-	timer := time.NewTimer(probeTimeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case m, ok := <-found:
 		if ok {
-			return true, fmt.Sprintf("a KVM guest kernel printed %q after %s", m, time.Since(start).Round(100*time.Millisecond)), nil
+			return true, fmt.Sprintf("a %s guest kernel printed %q after %s", domType, m, time.Since(start).Round(100*time.Millisecond)), nil
 		}
-		return false, "the KVM guest stopped before finishing its boot", nil
+		return false, "the " + domType + " guest stopped before finishing its boot", nil
 	case <-timer.C:
-		_ = st.Abort()
-		return false, fmt.Sprintf("a KVM guest kernel did not finish booting within %s (KVM is there but emulates slowly, e.g. PVM)", probeTimeout), nil
+		return false, fmt.Sprintf("a %s guest kernel did not finish booting within %s (KVM is there but emulates slowly, e.g. PVM)", domType, timeout), nil
 	case <-ctx.Done():
-		_ = st.Abort()
 		return false, "", errors.Join(errors.New("probe cancelled"), ctx.Err())
 	}
 }

@@ -40,7 +40,7 @@ const (
 // TestLibvirt is `make e2e-libvirt`: terraform apply of one master and one worker, both libvirt VMs created by
 // kubesmith, the checks that apply to two nodes, terraform destroy, and nothing of the VMs left in libvirt.
 func TestLibvirt(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 85*time.Minute)
 	defer cancel()
 	tm := newTimings(t, "e2e-libvirt")
 	lvPreflight(t)
@@ -51,7 +51,7 @@ func TestLibvirt(t *testing.T) {
 // over SSH with the pinned host key on all of them, and a clean destroy. The full 3+2 install follows only
 // where KVM really works; under TCG it is reported as skipped (2 cores cannot hold it, see tcg-capacity.md).
 func TestLibvirtHA(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 85*time.Minute)
 	defer cancel()
 	tm := newTimings(t, "e2e-libvirt-ha")
 	lvPreflight(t)
