@@ -351,11 +351,14 @@ func clusterSchema(ctx context.Context) schema.Schema {
 				Computed:    true,
 				Default:     setdefault.StaticValue(defaultAddonsSet()),
 				Description: "Optional built-in add-ons, installed from the bundle: metallb (MetalLB controller and " +
-					"L2 speaker, configured by kubesmith_loadbalancer's service_pools). Defaults to [\"metallb\"]. " +
-					"An add-on removed from the list is uninstalled.",
+					"L2 speaker, configured by kubesmith_loadbalancer's service_pools) and metrics-server (the metrics.k8s.io " +
+					"API behind kubectl top and the HorizontalPodAutoscaler; it verifies kubelet serving certificates with " +
+					"the cluster CA). Defaults to [\"metallb\", \"metrics-server\"]. An add-on removed from the list is uninstalled.",
 				MarkdownDescription: "Optional built-in add-ons, installed from the bundle: `metallb` (MetalLB controller " +
-					"and L2 speaker, configured by `kubesmith_loadbalancer`'s `service_pools`). Defaults to `[\"metallb\"]`. " +
-					"An add-on removed from the list is uninstalled. CoreDNS, the RBAC rules and the pod network are always installed.",
+					"and L2 speaker, configured by `kubesmith_loadbalancer`'s `service_pools`) and `metrics-server` (the " +
+					"`metrics.k8s.io` API behind `kubectl top` and the HorizontalPodAutoscaler; it verifies kubelet serving " +
+					"certificates with the cluster CA). Defaults to `[\"metallb\", \"metrics-server\"]`. An add-on removed " +
+					"from the list is uninstalled. CoreDNS, the RBAC rules and the pod network are always installed.",
 				Validators: []validator.Set{setvalidator.ValueStringsAre(stringvalidator.OneOf(engine.OptionalAddons()...))},
 			},
 			"kubeconfig_path": schema.StringAttribute{

@@ -113,8 +113,8 @@ func expandHome(p string) string {
 func OptionalAddons() []string { return phase.OptionalAddons() }
 
 // DefaultAddons are the optional add-ons a cluster gets when the spec names none: MetalLB, so that
-// kubesmith_loadbalancer's service pools work.
-func DefaultAddons() []string { return []string{phase.AddonMetalLB} }
+// kubesmith_loadbalancer's service pools work, and metrics-server, so that `kubectl top` works.
+func DefaultAddons() []string { return []string{phase.AddonMetalLB, phase.AddonMetricsServer} }
 
 // withDefaults fills the defaults the provider documents.
 func withDefaults(s ClusterSpec) ClusterSpec {

@@ -383,7 +383,7 @@ func TestSelection(t *testing.T) {
 		}
 	}
 	imgs := s.Images()
-	if len(imgs) != 4 || imgs[0].Dest != phase.ImagesDir+"/coredns-v1.12.3.oci.tar" || imgs[3].Dest != phase.ImagesDir+"/pause-3.10.2.oci.tar" {
+	if len(imgs) != 5 || imgs[0].Dest != phase.ImagesDir+"/coredns-v1.12.3.oci.tar" || imgs[4].Dest != phase.ImagesDir+"/pause-3.10.2.oci.tar" {
 		t.Errorf("images %+v", imgs)
 	}
 	if ref, err := s.ImageRef("pause"); err != nil || ref != "registry.k8s.io/pause:3.10.2" {

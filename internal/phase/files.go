@@ -169,8 +169,23 @@ func (c *Cluster) NodeFiles(ctx context.Context, t *Target) ([]File, error) {
 // service pools configure.
 const AddonMetalLB = "metallb"
 
+// AddonMetricsServer is the optional metrics-server add-on, which serves the metrics.k8s.io API behind
+// `kubectl top` and the HorizontalPodAutoscaler.
+const AddonMetricsServer = "metrics-server"
+
 // OptionalAddons lists the optional built-in add-ons, in install order.
-func OptionalAddons() []string { return []string{AddonMetalLB} }
+func OptionalAddons() []string { return []string{AddonMetalLB, AddonMetricsServer} }
+
+// addonMarker is the object ("kind name") whose presence shows that an optional add-on is installed.
+func addonMarker(name string) (string, error) {
+	switch name {
+	case AddonMetalLB:
+		return "namespace metallb-system", nil
+	case AddonMetricsServer:
+		return "apiservice v1beta1.metrics.k8s.io", nil
+	}
+	return "", fmt.Errorf("unknown add-on %q", name)
+}
 
 // AddonManifest renders a built-in add-on: "rbac", "bootstrap-rbac", "coredns" or one of OptionalAddons.
 func (c *Cluster) AddonManifest(name string) ([]byte, error) {
@@ -203,6 +218,12 @@ func (c *Cluster) AddonManifest(name string) ([]byte, error) {
 			Version: version, ControllerImage: ctl, SpeakerImage: spk, ImagePullPolicy: "IfNotPresent",
 			PoolManagerGroup: pki.GroupPoolManagers,
 		}
+	case AddonMetricsServer:
+		img, err := c.Select.ImageRef("metrics-server")
+		if err != nil {
+			return nil, err
+		}
+		f = render.MetricsServerAddon{Image: img, ImagePullPolicy: "IfNotPresent", MetricResolution: render.DefaultMetricResolution}
 	default:
 		return nil, fmt.Errorf("unknown add-on %q", name)
 	}

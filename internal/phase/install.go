@@ -344,11 +344,15 @@ func (c *Cluster) applyAddon(ctx context.Context, name string) error {
 	return c.kubectlApply(ctx, name+" add-on", m)
 }
 
-// removeAddon deletes an optional add-on that is no longer wanted. It does nothing when the add-on's namespace
-// does not exist, so clusters that never had it pay one API call.
+// removeAddon deletes an optional add-on that is no longer wanted. It does nothing when the add-on's marker
+// object (addonMarker) does not exist, so clusters that never had it pay one API call.
 func (c *Cluster) removeAddon(ctx context.Context, name string) error {
-	ns := map[string]string{AddonMetalLB: "metallb-system"}[name]
-	res, err := c.Kubectl(ctx, "get namespace --ignore-not-found -o name "+node.Quote(ns), nil)
+	marker, err := addonMarker(name)
+	if err != nil {
+		return err
+	}
+	kind, obj, _ := strings.Cut(marker, " ")
+	res, err := c.Kubectl(ctx, "get "+kind+" --ignore-not-found -o name "+node.Quote(obj), nil)
 	if err != nil {
 		return fmt.Errorf("looking for the %s add-on: %w", name, err)
 	}

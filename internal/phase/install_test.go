@@ -75,7 +75,7 @@ func newInstallFixture(t *testing.T) *installFixture {
 		Name: "demo", UID: testUID, Version: "v1.37.2",
 		NodeNetwork: netip.MustParsePrefix("172.30.0.0/24"), VIP: netip.MustParseAddr(testVIP), APIPort: 6443,
 		PodCIDR: netip.MustParsePrefix("10.244.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
-		ProxyMode: "iptables", Addons: []string{phase.AddonMetalLB}, Manifests: []string{"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n"},
+		ProxyMode: "iptables", Addons: []string{phase.AddonMetalLB, phase.AddonMetricsServer}, Manifests: []string{"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n"},
 		EtcdHeartbeatMS: 100, EtcdElectionMS: 1000,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
 		CAs: cas, EncryptionKey: pki.NewEncryptionKey(), KeepalivedPassword: "k8sVRRP1", PoolManager: pool,
@@ -198,7 +198,7 @@ func TestInstallFirstRunThenNoOp(t *testing.T) {
 	for _, h := range fx.sim.Hosts() {
 		checkInstalledHost(t, fx, h)
 	}
-	if got, want := fx.sim.Applies(), 5; got != want { // rbac, bootstrap rbac, coredns, metallb, one user manifest
+	if got, want := fx.sim.Applies(), 6; got != want { // rbac, bootstrap rbac, coredns, metallb, metrics-server, one user manifest
 		t.Errorf("kubectl apply ran %d times, want %d", got, want)
 	}
 	if got := fx.sim.Relabels(); got != 3 {
@@ -328,7 +328,7 @@ func checkInstalledHost(t *testing.T, fx *installFixture, h *phasetest.Host) {
 	if _, ok := files[phase.ImagesDir+"/pause-3.10.2.oci.tar"]; !ok {
 		t.Errorf("%s: pause image archive not uploaded", h.Name)
 	}
-	if got, want := h.Images(), []string{"quay.io/metallb/controller:v0.15.2", "quay.io/metallb/speaker:v0.15.2", "registry.k8s.io/coredns/coredns:v1.12.3", "registry.k8s.io/pause:3.10.2"}; !slices.Equal(got, want) {
+	if got, want := h.Images(), []string{"quay.io/metallb/controller:v0.15.2", "quay.io/metallb/speaker:v0.15.2", "registry.k8s.io/coredns/coredns:v1.12.3", "registry.k8s.io/metrics-server/metrics-server:v0.9.0", "registry.k8s.io/pause:3.10.2"}; !slices.Equal(got, want) {
 		t.Errorf("%s: containerd images %v, want %v", h.Name, got, want)
 	}
 	for _, u := range phase.UnitsFor(phase.RoleMaster) {
@@ -522,7 +522,7 @@ func TestInstallRepairsDrift(t *testing.T) {
 			t.Errorf("%s: reloaded systemd %d times, no unit changed", c.h.Name, n)
 		}
 	}
-	if got := m1.Images(); len(got) != 4 {
+	if got := m1.Images(); len(got) != 5 {
 		t.Errorf("m1: images after repair %v", got)
 	}
 }

@@ -132,6 +132,10 @@ func goldenCases() []goldenCase {
 			Version: "v0.15.2", ControllerImage: "quay.io/metallb/controller:v0.15.2", SpeakerImage: "quay.io/metallb/speaker:v0.15.2",
 			ImagePullPolicy: "IfNotPresent", PoolManagerGroup: "kubesmith:pool-managers",
 		}},
+		{"metrics-server.yaml", MetricsServerAddon{
+			Image: "registry.k8s.io/metrics-server/metrics-server:v0.9.0", ImagePullPolicy: "IfNotPresent",
+			MetricResolution: DefaultMetricResolution,
+		}},
 		{"lb-haproxy.cfg", LBHAProxyConfig{VIP: "172.30.0.249", Frontends: []LBFrontend{
 			{Port: 80, Backends: []LBBackend{{"172.30.0.21", 30080}, {"172.30.0.22", 30080}}},
 			{Port: 443, Backends: []LBBackend{{"172.30.0.21", 30443}}},

@@ -335,6 +335,10 @@ func TestValidationRejects(t *testing.T) {
 			a.FlannelUser = "system:kube-proxy"
 			return a
 		}(),
+		"metrics-server no image": MetricsServerAddon{ImagePullPolicy: "IfNotPresent", MetricResolution: DefaultMetricResolution},
+		"metrics-server fast scrape": MetricsServerAddon{
+			Image: "registry.k8s.io/metrics-server/metrics-server:v0.9.0", ImagePullPolicy: "Never", MetricResolution: 5 * time.Second,
+		},
 		"bootstrap rbac empty":    BootstrapRBACAddon{},
 		"reset protected path":    ResetScript{Units: KubesmithUnits(), Files: []string{"/etc"}},
 		"reset relative path":     ResetScript{Files: []string{"etc/kubernetes"}},

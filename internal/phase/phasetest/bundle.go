@@ -42,6 +42,7 @@ func BundleEntries() []BundleEntry {
 		BundleEntry{Component: "images", Name: "coredns", Version: "v1.12.3", Arch: "amd64", Kind: artifacts.KindImage, Image: "registry.k8s.io/coredns/coredns:v1.12.3"},
 		BundleEntry{Component: "metallb", Name: "metallb-controller", Version: "v0.15.2", Arch: "amd64", Kind: artifacts.KindImage, Image: "quay.io/metallb/controller:v0.15.2"},
 		BundleEntry{Component: "metallb", Name: "metallb-speaker", Version: "v0.15.2", Arch: "amd64", Kind: artifacts.KindImage, Image: "quay.io/metallb/speaker:v0.15.2"},
+		BundleEntry{Component: "metrics-server", Name: "metrics-server", Version: "v0.9.0", Arch: "amd64", Kind: artifacts.KindImage, Image: "registry.k8s.io/metrics-server/metrics-server:v0.9.0"},
 		BundleEntry{Component: "images", Name: "pause", Version: "3.10.2", Arch: "arm64", Kind: artifacts.KindImage, Image: "registry.k8s.io/pause:3.10.2"},
 		BundleEntry{Component: "tofu", Name: "tofu", Version: "1.10.6", Arch: "amd64", Kind: artifacts.KindTool},
 	)

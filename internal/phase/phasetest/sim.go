@@ -728,8 +728,8 @@ func (h *Host) kubectl(cmd string) (node.Result, error) {
 	case args == "apply --server-side --force-conflicts --field-manager=kubesmith -f -":
 		h.c.applies++
 		return node.Result{Stdout: "configured\n"}, nil
-	case strings.HasPrefix(args, "get namespace --ignore-not-found -o name "):
-		// Add-on namespaces: the simulator keeps no API objects, so an add-on that is not wanted was never there.
+	case regexp.MustCompile(`^get (namespace|apiservice) --ignore-not-found -o name `).MatchString(args):
+		// Add-on markers: the simulator keeps no API objects, so an add-on that is not wanted was never there.
 		return node.Result{}, nil
 	case strings.HasPrefix(args, "get nodes -o jsonpath=") && strings.Contains(args, ".spec.podCIDR"):
 		// The controller-manager assigns a pod CIDR once kubelet has registered the Node.
