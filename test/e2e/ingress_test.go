@@ -212,7 +212,8 @@ func copyExample(t *testing.T, src, dir string) {
 	}
 	copied := 0
 	for _, e := range entries {
-		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".tf") || strings.HasSuffix(e.Name(), ".tftpl")) {
+		tfFile := strings.HasSuffix(e.Name(), ".tf") || strings.HasSuffix(e.Name(), ".tftpl")
+		if e.IsDir() || !tfFile {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(src, e.Name()))
