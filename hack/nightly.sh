@@ -12,6 +12,7 @@ scenarios=(
   TestClusterHA:e2e-cluster:e2e-cluster
   TestNodePool:e2e-pool:e2e-pool
   TestFullTopology:e2e:e2e-full
+  TestIngress:e2e-ingress:e2e-ingress
   TestLibvirt:e2e-libvirt:e2e-libvirt
   TestLibvirtHA:e2e-libvirt-ha:e2e-libvirt-ha
 )
