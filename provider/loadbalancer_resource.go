@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/resourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -14,9 +16,15 @@ import (
 )
 
 var (
-	_ resource.ResourceWithConfigure  = (*loadBalancerResource)(nil)
-	_ resource.ResourceWithModifyPlan = (*loadBalancerResource)(nil)
+	_ resource.ResourceWithConfigure        = (*loadBalancerResource)(nil)
+	_ resource.ResourceWithModifyPlan       = (*loadBalancerResource)(nil)
+	_ resource.ResourceWithConfigValidators = (*loadBalancerResource)(nil)
 )
+
+// ConfigValidators allows hosts or libvirt, not both.
+func (r *loadBalancerResource) ConfigValidators(context.Context) []resource.ConfigValidator {
+	return []resource.ConfigValidator{resourcevalidator.Conflicting(path.MatchRoot("hosts"), path.MatchRoot("libvirt"))}
+}
 
 // loadBalancerResource is kubesmith_loadbalancer.
 type loadBalancerResource struct {
@@ -94,6 +102,9 @@ func (r *loadBalancerResource) ModifyPlan(ctx context.Context, req resource.Modi
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 	if !resp.Plan.Raw.Equal(req.State.Raw) {
 		plan.unknownObserved()
+		if !plan.Libvirt.IsNull() {
+			plan.Machines = types.ListUnknown(types.ObjectType{AttrTypes: machineAttrTypes()})
+		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 	}
 }
@@ -164,7 +175,12 @@ func (r *loadBalancerResource) Read(ctx context.Context, req resource.ReadReques
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := eng.ReadLoadBalancer(ctx, spec, loadBalancerStateFromModel(state, spec))
+	prior, diags := loadBalancerStateFromModel(ctx, state, spec)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	res, err := eng.ReadLoadBalancer(ctx, spec, prior)
 	if err != nil {
 		resp.Diagnostics.AddError("Unable to Read Load Balancer", engineErrorDetail(
 			fmt.Sprintf("Refreshing load balancer %q failed.", spec.Name),
@@ -204,7 +220,11 @@ func (r *loadBalancerResource) Update(ctx context.Context, req resource.UpdateRe
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	prior := loadBalancerStateFromModel(state, priorSpec)
+	prior, diags := loadBalancerStateFromModel(ctx, state, priorSpec)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	progress := newProgressLog(ctx, "update")
@@ -247,7 +267,12 @@ func (r *loadBalancerResource) Delete(ctx context.Context, req resource.DeleteRe
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	progress := newProgressLog(ctx, "delete")
-	if err := eng.DeleteLoadBalancer(ctx, spec, loadBalancerStateFromModel(state, spec), progress.Func()); err != nil {
+	prior, diags := loadBalancerStateFromModel(ctx, state, spec)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if err := eng.DeleteLoadBalancer(ctx, spec, prior, progress.Func()); err != nil {
 		progress.AddWarning(&resp.Diagnostics)
 		resp.Diagnostics.AddError("Unable to Delete Load Balancer", engineErrorDetail(
 			fmt.Sprintf("Removing load balancer %q stopped part way.", spec.Name),

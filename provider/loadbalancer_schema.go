@@ -29,6 +29,8 @@ type loadBalancerResourceModel struct {
 	VIP          types.String   `tfsdk:"vip"`
 	Frontends    types.List     `tfsdk:"frontends"`
 	Hosts        types.List     `tfsdk:"hosts"`
+	Libvirt      types.Object   `tfsdk:"libvirt"`
+	Machines     types.List     `tfsdk:"machines"`
 	VRRPPassword types.String   `tfsdk:"vrrp_password"`
 	ConfigHash   types.String   `tfsdk:"config_hash"`
 	VIPHolder    types.String   `tfsdk:"vip_holder"`
@@ -195,6 +197,16 @@ func loadBalancerSchema(ctx context.Context) schema.Schema {
 					"one holds the VIP. Removing a host removes the frontend from it.",
 				NestedObject: schema.NestedAttributeObject{Attributes: hostAttributes()},
 			},
+			"libvirt": schema.SingleNestedAttribute{
+				Optional: true,
+				Description: "The frontend hosts as libvirt VMs that kubesmith creates on the provider's libvirt_uri, " +
+					"named ks-<cluster>-lb-<name>-<n> (instead of hosts). Lowering count destroys the last VMs.",
+				MarkdownDescription: "The frontend hosts as libvirt VMs that kubesmith creates on the provider's " +
+					"`libvirt_uri`, named `ks-<cluster>-lb-<name>-<n>` (instead of `hosts`). The `make lab` image has " +
+					"HAProxy and keepalived. Lowering `count` destroys the last VMs.",
+				Attributes: libvirtAttributes(true),
+			},
+			"machines": machinesAttribute(),
 			"vrrp_password": schema.StringAttribute{
 				Computed: true, Sensitive: true,
 				Description:         "Generated password that authenticates VRRP between the frontend hosts.",
@@ -273,6 +285,7 @@ func loadBalancerSpecFromModel(ctx context.Context, m loadBalancerResourceModel,
 		Credentials: r.credentialsInput(m.Credentials, "credentials"),
 		VIP:         r.str(m.VIP, "vip"),
 		Hosts:       r.hosts(m.Hosts, "hosts"),
+		Libvirt:     r.libvirt(m.Libvirt, "libvirt"),
 	}
 	if data != nil {
 		spec.SSH = data.ssh
@@ -308,11 +321,17 @@ func loadBalancerSpecFromModel(ctx context.Context, m loadBalancerResourceModel,
 }
 
 // loadBalancerStateFromModel is what the engine needs of a load balancer's state.
-func loadBalancerStateFromModel(m loadBalancerResourceModel, spec engine.LoadBalancerSpec) engine.LoadBalancerState {
-	return engine.LoadBalancerState{
+func loadBalancerStateFromModel(ctx context.Context, m loadBalancerResourceModel, spec engine.LoadBalancerSpec) (engine.LoadBalancerState, diag.Diagnostics) {
+	st := engine.LoadBalancerState{
 		ClusterUID: spec.Cluster.ClusterUID, Hosts: spec.Hosts,
 		VRRPPassword: m.VRRPPassword.ValueString(), ConfigHash: m.ConfigHash.ValueString(),
 	}
+	if spec.Libvirt != nil {
+		st.Hosts = engine.MachineHosts(spec.Cluster.ClusterName, engine.LoadBalancerRole(spec.Name), spec.Libvirt)
+	}
+	r := &specReader{ctx: ctx}
+	st.Machines = r.machines(m.Machines)
+	return st, r.diags
 }
 
 // setLoadBalancerObserved fills the computed attributes from the engine's state.
@@ -322,6 +341,9 @@ func setLoadBalancerObserved(m *loadBalancerResourceModel, st engine.LoadBalance
 	m.VRRPPassword = types.StringValue(st.VRRPPassword)
 	m.ConfigHash = types.StringValue(st.ConfigHash)
 	m.VIPHolder = types.StringValue(st.VIPHolder)
+	ms, d := machinesValue(st.Machines)
+	diags.Append(d...)
+	m.Machines = ms
 	bt := listElemAttrTypes(loadBalancerAttrType("backends"))
 	backends := make([]attr.Value, 0, len(st.Backends))
 	for _, b := range st.Backends {

@@ -52,7 +52,10 @@ type LoadBalancerSpec struct {
 	Frontends []Frontend
 	// Hosts run HAProxy and keepalived for the frontends: dedicated machines (two for HA) or a pool's nodes.
 	Hosts []Host
-	SSH   SSH
+	// Libvirt, when set, makes the frontend hosts libvirt VMs that kubesmith creates; Hosts is then derived
+	// from it. The VMs are named ks-<cluster>-lb-<name>-<n>.
+	Libvirt *LibvirtMachines
+	SSH     SSH
 }
 
 // BackendStatus is one backend's health as HAProxy on the VIP holder sees it.
@@ -89,6 +92,8 @@ type LoadBalancerState struct {
 	Backends []BackendStatus
 	// Services are the Services that got an address from the pools.
 	Services []ServiceAddress
+	// Machines are the VMs kubesmith created for the frontends (libvirt only).
+	Machines []Machine
 }
 
 // LoadBalancerReadResult is what ReadLoadBalancer observed.
@@ -113,6 +118,17 @@ const (
 // the VIP lie in the cluster's node network and overlap neither each other, nor the API VIP, nor node or backend
 // addresses, nor the pod and service networks.
 func ValidateLoadBalancerSpec(spec LoadBalancerSpec) []FieldError {
+	if spec.Libvirt != nil {
+		var errs []FieldError
+		add := func(path, summary, detail string, args ...any) {
+			errs = append(errs, FieldError{Path: path, Summary: summary, Detail: fmt.Sprintf(detail, args...)})
+		}
+		validateLibvirt(spec.Libvirt, "libvirt", spec.Cluster.ClusterName, LoadBalancerRole(spec.Name), add)
+		s := spec
+		s.Libvirt = nil
+		s.Hosts = MachineHosts(spec.Cluster.ClusterName, LoadBalancerRole(spec.Name), spec.Libvirt)
+		return append(errs, mapMachineErrors(ValidateLoadBalancerSpec(s), "libvirt")...)
+	}
 	var errs []FieldError
 	add := func(path, summary, detail string, args ...any) {
 		errs = append(errs, FieldError{Path: path, Summary: summary, Detail: fmt.Sprintf(detail, args...)})
@@ -326,7 +342,24 @@ func (e *Engine) ValidateLoadBalancer(_ context.Context, spec LoadBalancerSpec) 
 	return ValidateLoadBalancerSpec(spec)
 }
 
+// withMachineKeys pins the host keys of VMs kubesmith created (recorded in state) on the hosts that stand for them.
+func withMachineKeys(hosts []Host, ms []Machine) {
+	for i := range hosts {
+		for _, m := range ms {
+			if m.Name == hosts[i].Name && hosts[i].HostPublicKey == "" {
+				hosts[i].HostPublicKey, hosts[i].User = m.HostPublicKey, "root"
+			}
+		}
+	}
+}
+
+// LoadBalancerRole is the role part of the names of a load balancer's VMs: they are ks-<cluster>-lb-<name>-<n>.
+func LoadBalancerRole(name string) string { return "lb-" + name }
+
 func lbDefaults(s LoadBalancerSpec) LoadBalancerSpec {
+	if s.Libvirt != nil {
+		s.Hosts = expandMachines(s.Hosts, s.Cluster.ClusterName, LoadBalancerRole(s.Name), s.Libvirt)
+	}
 	s.Frontends = slices.Clone(s.Frontends)
 	for i := range s.Frontends {
 		if s.Frontends[i].TargetPort == 0 {
@@ -426,6 +459,18 @@ func (e *Engine) ApplyLoadBalancer(ctx context.Context, spec LoadBalancerSpec, p
 	}); err != nil {
 		return state, err
 	}
+	if spec.Libvirt != nil {
+		keys, err := authorizedKeys(spec.SSH)
+		if err != nil {
+			return state, err
+		}
+		g := machineGroup(spec.Cluster.ClusterName, spec.Cluster.ClusterUID, LoadBalancerRole(spec.Name), spec.Hosts, spec.Libvirt, keys)
+		ms, err := e.ensureMachines(ctx, g, spec.Hosts, progress)
+		state.Machines = mergeMachines(state.Machines, ms)
+		if err != nil {
+			return state, err
+		}
+	}
 	// Record the hosts before touching them, so that a failed apply still knows where to clean up.
 	state.Hosts = mergeHosts(state.Hosts, spec.Hosts)
 	if len(spec.Frontends) > 0 {
@@ -440,11 +485,12 @@ func (e *Engine) ApplyLoadBalancer(ctx context.Context, spec LoadBalancerSpec, p
 		}
 	}
 	if len(removed) > 0 {
-		if err := e.resetFrontends(ctx, spec.SSH, removed, p); err != nil {
+		if err := e.removeFrontends(ctx, spec, removed, p); err != nil {
 			return state, err
 		}
 	}
 	state.Hosts = slices.Clone(spec.Hosts)
+	state.Machines = keepMachines(state.Machines, spec.Hosts)
 	e.observeLB(ctx, spec, &state, api, nil)
 	if state.ConfigHash == "" || strings.HasPrefix(state.ConfigHash, "drift:") {
 		return state, fmt.Errorf("the load balancer did not converge: %s", strings.TrimPrefix(state.ConfigHash, "drift:"))
@@ -664,6 +710,28 @@ func (e *Engine) settledVIPHolder(ctx context.Context, targets []*phase.Target, 
 	case <-t.C:
 	}
 	return vipHolder(ctx, targets, vip)
+}
+
+// removeFrontends ends frontend hosts that left the spec: VMs kubesmith created are destroyed, other hosts reset.
+func (e *Engine) removeFrontends(ctx context.Context, spec LoadBalancerSpec, hosts []Host, p phase.Progress) error {
+	if spec.Libvirt == nil {
+		return e.resetFrontends(ctx, spec.SSH, hosts, p)
+	}
+	var names []string
+	for _, h := range hosts {
+		names = append(names, h.Name)
+	}
+	drv, err := e.machineDriver(nil)
+	if err != nil {
+		return err
+	}
+	g := machineGroup(spec.Cluster.ClusterName, spec.Cluster.ClusterUID, LoadBalancerRole(spec.Name), nil, spec.Libvirt, nil)
+	return phase.Step(ctx, p, "vm-destroy", &phase.Target{Name: strings.Join(names, ",")}, func(ctx context.Context) error {
+		if err := drv.Delete(ctx, g, names); err != nil {
+			return fmt.Errorf("destroying VMs %s: %w", strings.Join(names, ", "), err)
+		}
+		return nil
+	})
 }
 
 // resetFrontends removes the frontend from hosts.
@@ -921,6 +989,17 @@ func (e *Engine) ReadLoadBalancer(ctx context.Context, spec LoadBalancerSpec, st
 	if err != nil {
 		return res, err
 	}
+	if spec.Libvirt != nil {
+		// The VMs' host keys are in libvirt (and in state); a VM that is gone shows as drift on the next apply.
+		g := machineGroup(spec.Cluster.ClusterName, spec.Cluster.ClusterUID, LoadBalancerRole(spec.Name), spec.Hosts, spec.Libvirt, nil)
+		found, _, err := e.lookupMachines(ctx, g, spec.Hosts)
+		if err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("the frontend VMs could not be looked up: %v", err))
+			withMachineKeys(spec.Hosts, state.Machines)
+		} else {
+			res.State.Machines = found
+		}
+	}
 	pres := e.observeLB(ctx, spec, &res.State, api, func(w string) { res.Warnings = append(res.Warnings, w) })
 	hadPools := len(spec.ServicePools) > 0
 	hadHosts := len(spec.Hosts) > 0 && len(spec.Frontends) > 0
@@ -934,6 +1013,7 @@ func (e *Engine) ReadLoadBalancer(ctx context.Context, spec LoadBalancerSpec, st
 // the frontends from every host.
 func (e *Engine) DeleteLoadBalancer(ctx context.Context, spec LoadBalancerSpec, state LoadBalancerState, progress Progress) error {
 	spec = lbDefaults(spec)
+	withMachineKeys(spec.Hosts, state.Machines)
 	p := progressAdapter(progress)
 	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
 	if err != nil {
@@ -960,8 +1040,13 @@ func (e *Engine) DeleteLoadBalancer(ctx context.Context, spec LoadBalancerSpec, 
 		return err
 	}
 	hosts := mergeHosts(state.Hosts, spec.Hosts)
+	for _, m := range state.Machines {
+		if !slices.ContainsFunc(hosts, func(h Host) bool { return h.Name == m.Name }) {
+			hosts = append(hosts, Host{Name: m.Name, Address: m.Address, HostPublicKey: m.HostPublicKey})
+		}
+	}
 	if len(hosts) == 0 {
 		return nil
 	}
-	return e.resetFrontends(ctx, spec.SSH, hosts, p)
+	return e.removeFrontends(ctx, spec, hosts, p)
 }

@@ -124,3 +124,31 @@ func TestLBRouterIDDiffersFromTheAPIVIPs(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateLoadBalancerOnVMs(t *testing.T) {
+	s := lbSpec()
+	s.Cluster.ClusterName = "demo"
+	s.Hosts = nil
+	s.Libvirt = &LibvirtMachines{Count: 2, Network: "kubesmith", Addresses: []string{"172.30.0.26", "172.30.0.27"}}
+	if errs := ValidateLoadBalancerSpec(s); len(errs) != 0 {
+		t.Fatalf("valid spec on VMs: %v", errs)
+	}
+	if got := lbDefaults(s).Hosts; len(got) != 2 || got[1].Name != "ks-demo-lb-edge-2" || got[1].Address != "172.30.0.27" {
+		t.Errorf("VM hosts %+v", got)
+	}
+	s.Libvirt = &LibvirtMachines{Count: 2, Network: "kubesmith", Addresses: []string{"172.30.0.26", "172.30.0.249"}}
+	errs := ValidateLoadBalancerSpec(s)
+	found := false
+	for _, e := range errs {
+		if e.Path == "libvirt.addresses[1]" && strings.Contains(e.Detail, "VIP") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("want the VIP used as a VM address reported at libvirt.addresses[1], got %v", errs)
+	}
+	s.Libvirt = &LibvirtMachines{Count: 3, Network: "kubesmith", Addresses: []string{"172.30.0.26"}}
+	if errs := ValidateLoadBalancerSpec(s); len(errs) == 0 || errs[0].Path != "libvirt.addresses" {
+		t.Errorf("count/addresses mismatch: %v", errs)
+	}
+}
