@@ -55,12 +55,20 @@ func (l *Lab) Setup(ctx context.Context) (*SetupResult, error) {
 	return res, nil
 }
 
+// machineLock is the lab's lock file when /run/lock is writable: the network, the pool and the volumes
+// belong to the machine, whatever cache directory a run uses.
+const machineLock = "/run/lock/kubesmith-vmlab.lock"
+
 // lock takes the lab's lock file (one Setup, Check or Clean at a time), waiting for another holder.
 func (l *Lab) lock(ctx context.Context) (func(), error) {
-	if err := os.MkdirAll(l.cfg.CacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("lab lock: %w", err)
+	f, err := os.OpenFile(machineLock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		// Not root: only this user's runs can change anything here anyway.
+		if err := os.MkdirAll(l.cfg.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("lab lock: %w", err)
+		}
+		f, err = os.OpenFile(l.paths().lock, os.O_CREATE|os.O_RDWR, 0o644)
 	}
-	f, err := os.OpenFile(l.paths().lock, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lab lock: %w", err)
 	}
