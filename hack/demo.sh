@@ -20,12 +20,22 @@ if [[ "${1:-}" == destroy ]]; then
   if [[ -d $work/tf ]]; then
     say "terraform destroy"
     make -s build
-    TF_CLI_CONFIG_FILE=$(hack/install-provider.sh bin/terraform-provider-kubesmith "${VERSION:-0.1.0}") \
-      "$(hack/terraform.sh)" -chdir="$work/tf" destroy -auto-approve -input=false
+    TF_CLI_CONFIG_FILE=$(hack/install-provider.sh bin/terraform-provider-kubesmith "${VERSION:-0.1.0}")
+    export TF_CLI_CONFIG_FILE
+    # The provider may have been rebuilt since the demo was applied: the lock file only pins this locally built
+    # provider, so let init record the binary it uses now.
+    rm -f "$work/tf/.terraform.lock.hcl"
+    "$(hack/terraform.sh)" -chdir="$work/tf" init -input=false >/dev/null
+    "$(hack/terraform.sh)" -chdir="$work/tf" destroy -auto-approve -input=false
   fi
   say "removing the container hosts"
   kslab hosts down --prefix demo
-  kslab hosts destroy-all
+  # The lab's dockerd, network and host settings go too, unless other container hosts (a test) still use them.
+  if [[ $(kslab hosts list 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d.get("nodes") or []))' 2>/dev/null || echo 0) == 0 ]]; then
+    kslab hosts destroy-all
+  else
+    say "other container hosts are running: the lab's dockerd stays for them (kslab hosts destroy-all removes it)"
+  fi
   rm -rf "$work"
   say "demo removed"
   exit 0
@@ -63,6 +73,7 @@ json.dump({
 }, open(sys.argv[2], "w"), indent=2)
 PY
 say "terraform init"
+rm -f "$work/tf/.terraform.lock.hcl" # pins only the locally built provider, which may have been rebuilt
 "$TF" -chdir="$work/tf" init -input=false >/dev/null
 say "terraform apply: 3 masters behind the API VIP, a pool of 2 workers, a MetalLB service pool (progress below)"
 "$TF" -chdir="$work/tf" apply -auto-approve -input=false
