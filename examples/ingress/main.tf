@@ -36,7 +36,7 @@ resource "kubesmith_cluster" "this" {
   kubeconfig_path     = var.kubeconfig_path
 
   # MetalLB for the LoadBalancer Service, metrics-server for `kubectl top`.
-  addons = ["metallb", "metrics-server"]
+  addons = var.addons
 
   # Applied after the built-in add-ons, in order, on every apply.
   manifests = [

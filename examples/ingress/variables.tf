@@ -40,6 +40,16 @@ variable "masters" {
   }))
 }
 
+variable "addons" {
+  description = "Built-in add-ons: metallb (the service pool needs it) and metrics-server (kubectl top)."
+  type        = list(string)
+  default     = ["metallb", "metrics-server"]
+  validation {
+    condition     = contains(var.addons, "metallb")
+    error_message = "The load balancer's service pool needs the metallb add-on."
+  }
+}
+
 variable "masters_schedulable" {
   description = "Let ordinary workloads run on the masters too."
   type        = bool

@@ -39,8 +39,8 @@ var ingressHosts = map[string]string{"alpha": "alpha.example.test", "beta": "bet
 // TestIngress applies examples/ingress on container hosts (one master, two workers that also run the HA
 // frontend): Traefik from the bundle behind a kubesmith_loadbalancer frontend, and an Ingress that routes two
 // hostnames to two echo Services. From this machine it checks both hostnames through the frontend VIP (HTTP and
-// HTTPS) and through Traefik's MetalLB address, that `kubectl top` works (the metrics-server add-on), and that
-// destroy leaves every host as it was.
+// HTTPS) and through Traefik's MetalLB address, that `kubectl top` works (the metrics-server add-on) and that
+// dropping the add-on uninstalls it, and that destroy leaves every host as it was.
 func TestIngress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
@@ -80,10 +80,13 @@ func TestIngress(t *testing.T) {
 		"echo_image":           bundleImage(t, "echo"),
 		"hostnames":            ingressHosts,
 	}
-	vj, _ := json.MarshalIndent(vars, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "terraform.tfvars.json"), vj, 0o600); err != nil {
-		t.Fatal(err)
+	writeVars := func() {
+		vj, _ := json.MarshalIndent(vars, "", "  ")
+		if err := os.WriteFile(filepath.Join(dir, "terraform.tfvars.json"), vj, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
+	writeVars()
 
 	tf := newTF(t, dir)
 	applied := false
@@ -184,7 +187,7 @@ func TestIngress(t *testing.T) {
 			return nil
 		})
 	})
-	tm.measure(t, "empty plan after apply", func() error {
+	emptyPlan := func() error {
 		empty, out, err := tf.planIsEmpty(ctx)
 		if err != nil {
 			return err
@@ -193,6 +196,36 @@ func TestIngress(t *testing.T) {
 			return fmt.Errorf("plan is not empty:\n%s", tail(out, 40))
 		}
 		return nil
+	}
+	tm.measure(t, "empty plan after apply", emptyPlan)
+	tm.measure(t, "metrics-server removed from addons: uninstalled, Ingress still serves", func() error {
+		vars["addons"] = []string{"metallb"}
+		writeVars()
+		out, err := tf.run(ctx, "apply", "-auto-approve", "-input=false", "-no-color")
+		t.Log(tail(out, 4))
+		if err != nil {
+			return err
+		}
+		if err := eventually(ctx, 2*time.Minute, 2*time.Second, func(ctx context.Context) error {
+			left, err := k.run(ctx, "get", "apiservice/v1beta1.metrics.k8s.io", "-n", "kube-system", "deployment/metrics-server",
+				"--ignore-not-found", "-o", "name")
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(left) != "" {
+				return fmt.Errorf("still there:\n%s", left)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if out, err := k.run(ctx, "top", "nodes"); err == nil {
+			return fmt.Errorf("kubectl top still works without metrics-server:\n%s", out)
+		}
+		if err := expectEcho(ctx, "http://"+ingressFrontendVIP, ingressHosts["alpha"], false, "echo-alpha-"); err != nil {
+			return err
+		}
+		return emptyPlan()
 	})
 	tm.measure(t, "terraform destroy leaves every host as before", func() error {
 		if _, err := tf.run(ctx, "destroy", "-auto-approve", "-input=false", "-no-color"); err != nil {
