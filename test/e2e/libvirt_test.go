@@ -83,8 +83,9 @@ func TestLibvirtHA(t *testing.T) {
 		return g
 	}
 	groups := []machine.Group{
-		group("m", []string{"192.168.150.11", "192.168.150.12", "192.168.150.13"}),
-		group("w", []string{"192.168.150.21", "192.168.150.22"}),
+		// Addresses apart from e2e-libvirt's, so that both scenarios can run side by side.
+		group("m", []string{"192.168.150.31", "192.168.150.32", "192.168.150.33"}),
+		group("w", []string{"192.168.150.41", "192.168.150.42"}),
 	}
 	lvRemoveLeftovers(t, ctx, "ks-e2eha-")
 	destroyed := false
