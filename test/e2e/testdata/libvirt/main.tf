@@ -70,6 +70,8 @@ resource "kubesmith_cluster" "e2e" {
       disk_gib   = 10
     }
   }
+  # Under TCG every image import costs minutes: only what the checks need (CoreDNS is built in).
+  addons          = []
   kubeconfig_path = var.kubeconfig_path
   timeouts        = { create = "75m", update = "75m", delete = "20m" }
 }
