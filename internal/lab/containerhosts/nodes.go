@@ -367,18 +367,27 @@ func (l *Lab) Nodes(ctx context.Context, prefix string) ([]Node, error) {
 	if prefix != "" {
 		filter = labelPrefix + "=" + prefix
 	}
-	ids, err := d.run(ctx, nil, "ps", "-a", "-q", "--filter", "label="+filter)
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
+	// Another lab user (a parallel test) may remove its containers between the listing and the inspect; list
+	// again then, a few times at most.
+	var lastErr error
+	for range 5 {
+		ids, err := d.run(ctx, nil, "ps", "-a", "-q", "--filter", "label="+filter)
+		if err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		if strings.TrimSpace(ids) == "" {
+			return nil, nil
+		}
+		out, err := d.run(ctx, nil, append([]string{"inspect"}, strings.Fields(ids)...)...)
+		if err == nil {
+			return nodesFromInspect([]byte(out))
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "No such") {
+			break
+		}
 	}
-	if strings.TrimSpace(ids) == "" {
-		return nil, nil
-	}
-	out, err := d.run(ctx, nil, append([]string{"inspect"}, strings.Fields(ids)...)...)
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	return nodesFromInspect([]byte(out))
+	return nil, fmt.Errorf("list nodes: %w", lastErr)
 }
 
 // Node finds a node by its name or its container name.
