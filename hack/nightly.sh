@@ -30,6 +30,11 @@ for s in "${scenarios[@]}"; do
   echo "$name $report $r" >> "$out/results.txt"
   echo "    $name: $r"
 done
+# The Pulumi package (make e2e-pulumi): its own test module and tools, so it runs outside hack/e2e.sh.
+echo "=== nightly: e2e-pulumi"
+if make -s pulumi > "$out/e2e-pulumi.log" 2>&1 && hack/e2e-pulumi.sh >> "$out/e2e-pulumi.log" 2>&1; then r=pass; else r=fail; failed=1; fi
+echo "e2e-pulumi e2e-pulumi $r" >> "$out/results.txt"
+echo "    e2e-pulumi: $r"
 go run ./internal/cmd/kslab hosts destroy-all >/dev/null 2>&1 || true
 # The libvirt scenarios probe KVM with a real guest boot and cache the verdict per libvirt host.
 kvm=tcg; [[ -c /dev/kvm ]] && kvm="kvm device present, not probed"

@@ -1,0 +1,2 @@
+// Highly available Kubernetes on SSH hosts from an air-gapped artifact bundle.
+package kubesmith
