@@ -37,6 +37,10 @@ type Loadbalancer struct {
 	Frontends LoadbalancerFrontendArrayOutput `pulumi:"frontends"`
 	// Machines that run the frontends (the <span pulumi-lang-nodejs="`haproxy`" pulumi-lang-dotnet="`Haproxy`" pulumi-lang-go="`haproxy`" pulumi-lang-python="`haproxy`" pulumi-lang-yaml="`haproxy`" pulumi-lang-java="`haproxy`">`haproxy`</span>, <span pulumi-lang-nodejs="`keepalived`" pulumi-lang-dotnet="`Keepalived`" pulumi-lang-go="`keepalived`" pulumi-lang-python="`keepalived`" pulumi-lang-yaml="`keepalived`" pulumi-lang-java="`keepalived`">`keepalived`</span> and <span pulumi-lang-nodejs="`socat`" pulumi-lang-dotnet="`Socat`" pulumi-lang-go="`socat`" pulumi-lang-python="`socat`" pulumi-lang-yaml="`socat`" pulumi-lang-java="`socat`">`socat`</span> packages must be installed): two dedicated hosts for HA, or nodes of a pool. The first healthy one holds the VIP. Removing a host removes the frontend from it.
 	Hosts LoadbalancerHostArrayOutput `pulumi:"hosts"`
+	// The frontend hosts as libvirt VMs that kubesmith creates on the provider's <span pulumi-lang-nodejs="`libvirtUri`" pulumi-lang-dotnet="`LibvirtUri`" pulumi-lang-go="`libvirtUri`" pulumi-lang-python="`libvirt_uri`" pulumi-lang-yaml="`libvirtUri`" pulumi-lang-java="`libvirtUri`">`libvirt_uri`</span>, named `ks-<cluster>-lb-<name>-<n>` (instead of <span pulumi-lang-nodejs="`hosts`" pulumi-lang-dotnet="`Hosts`" pulumi-lang-go="`hosts`" pulumi-lang-python="`hosts`" pulumi-lang-yaml="`hosts`" pulumi-lang-java="`hosts`">`hosts`</span>). The `make lab` image has HAProxy and keepalived. Lowering <span pulumi-lang-nodejs="`count`" pulumi-lang-dotnet="`Count`" pulumi-lang-go="`count`" pulumi-lang-python="`count`" pulumi-lang-yaml="`count`" pulumi-lang-java="`count`">`count`</span> destroys the last VMs.
+	Libvirt LoadbalancerLibvirtPtrOutput `pulumi:"libvirt"`
+	// The VMs kubesmith created (libvirt only): name, libvirt domain UUID, address and the SSH host key it generated and pins.
+	Machines LoadbalancerMachineArrayOutput `pulumi:"machines"`
 	// Load balancer name, a lower-case DNS label; it prefixes its MetalLB objects.
 	Name pulumi.StringOutput `pulumi:"name"`
 	// MetalLB address pools for Services of `type: LoadBalancer`. Each address is a CIDR or a range `FIRST-LAST` inside the node network.
@@ -112,6 +116,10 @@ type loadbalancerState struct {
 	Frontends []LoadbalancerFrontend `pulumi:"frontends"`
 	// Machines that run the frontends (the <span pulumi-lang-nodejs="`haproxy`" pulumi-lang-dotnet="`Haproxy`" pulumi-lang-go="`haproxy`" pulumi-lang-python="`haproxy`" pulumi-lang-yaml="`haproxy`" pulumi-lang-java="`haproxy`">`haproxy`</span>, <span pulumi-lang-nodejs="`keepalived`" pulumi-lang-dotnet="`Keepalived`" pulumi-lang-go="`keepalived`" pulumi-lang-python="`keepalived`" pulumi-lang-yaml="`keepalived`" pulumi-lang-java="`keepalived`">`keepalived`</span> and <span pulumi-lang-nodejs="`socat`" pulumi-lang-dotnet="`Socat`" pulumi-lang-go="`socat`" pulumi-lang-python="`socat`" pulumi-lang-yaml="`socat`" pulumi-lang-java="`socat`">`socat`</span> packages must be installed): two dedicated hosts for HA, or nodes of a pool. The first healthy one holds the VIP. Removing a host removes the frontend from it.
 	Hosts []LoadbalancerHost `pulumi:"hosts"`
+	// The frontend hosts as libvirt VMs that kubesmith creates on the provider's <span pulumi-lang-nodejs="`libvirtUri`" pulumi-lang-dotnet="`LibvirtUri`" pulumi-lang-go="`libvirtUri`" pulumi-lang-python="`libvirt_uri`" pulumi-lang-yaml="`libvirtUri`" pulumi-lang-java="`libvirtUri`">`libvirt_uri`</span>, named `ks-<cluster>-lb-<name>-<n>` (instead of <span pulumi-lang-nodejs="`hosts`" pulumi-lang-dotnet="`Hosts`" pulumi-lang-go="`hosts`" pulumi-lang-python="`hosts`" pulumi-lang-yaml="`hosts`" pulumi-lang-java="`hosts`">`hosts`</span>). The `make lab` image has HAProxy and keepalived. Lowering <span pulumi-lang-nodejs="`count`" pulumi-lang-dotnet="`Count`" pulumi-lang-go="`count`" pulumi-lang-python="`count`" pulumi-lang-yaml="`count`" pulumi-lang-java="`count`">`count`</span> destroys the last VMs.
+	Libvirt *LoadbalancerLibvirt `pulumi:"libvirt"`
+	// The VMs kubesmith created (libvirt only): name, libvirt domain UUID, address and the SSH host key it generated and pins.
+	Machines []LoadbalancerMachine `pulumi:"machines"`
 	// Load balancer name, a lower-case DNS label; it prefixes its MetalLB objects.
 	Name *string `pulumi:"name"`
 	// MetalLB address pools for Services of `type: LoadBalancer`. Each address is a CIDR or a range `FIRST-LAST` inside the node network.
@@ -141,6 +149,10 @@ type LoadbalancerState struct {
 	Frontends LoadbalancerFrontendArrayInput
 	// Machines that run the frontends (the <span pulumi-lang-nodejs="`haproxy`" pulumi-lang-dotnet="`Haproxy`" pulumi-lang-go="`haproxy`" pulumi-lang-python="`haproxy`" pulumi-lang-yaml="`haproxy`" pulumi-lang-java="`haproxy`">`haproxy`</span>, <span pulumi-lang-nodejs="`keepalived`" pulumi-lang-dotnet="`Keepalived`" pulumi-lang-go="`keepalived`" pulumi-lang-python="`keepalived`" pulumi-lang-yaml="`keepalived`" pulumi-lang-java="`keepalived`">`keepalived`</span> and <span pulumi-lang-nodejs="`socat`" pulumi-lang-dotnet="`Socat`" pulumi-lang-go="`socat`" pulumi-lang-python="`socat`" pulumi-lang-yaml="`socat`" pulumi-lang-java="`socat`">`socat`</span> packages must be installed): two dedicated hosts for HA, or nodes of a pool. The first healthy one holds the VIP. Removing a host removes the frontend from it.
 	Hosts LoadbalancerHostArrayInput
+	// The frontend hosts as libvirt VMs that kubesmith creates on the provider's <span pulumi-lang-nodejs="`libvirtUri`" pulumi-lang-dotnet="`LibvirtUri`" pulumi-lang-go="`libvirtUri`" pulumi-lang-python="`libvirt_uri`" pulumi-lang-yaml="`libvirtUri`" pulumi-lang-java="`libvirtUri`">`libvirt_uri`</span>, named `ks-<cluster>-lb-<name>-<n>` (instead of <span pulumi-lang-nodejs="`hosts`" pulumi-lang-dotnet="`Hosts`" pulumi-lang-go="`hosts`" pulumi-lang-python="`hosts`" pulumi-lang-yaml="`hosts`" pulumi-lang-java="`hosts`">`hosts`</span>). The `make lab` image has HAProxy and keepalived. Lowering <span pulumi-lang-nodejs="`count`" pulumi-lang-dotnet="`Count`" pulumi-lang-go="`count`" pulumi-lang-python="`count`" pulumi-lang-yaml="`count`" pulumi-lang-java="`count`">`count`</span> destroys the last VMs.
+	Libvirt LoadbalancerLibvirtPtrInput
+	// The VMs kubesmith created (libvirt only): name, libvirt domain UUID, address and the SSH host key it generated and pins.
+	Machines LoadbalancerMachineArrayInput
 	// Load balancer name, a lower-case DNS label; it prefixes its MetalLB objects.
 	Name pulumi.StringPtrInput
 	// MetalLB address pools for Services of `type: LoadBalancer`. Each address is a CIDR or a range `FIRST-LAST` inside the node network.
@@ -176,6 +188,8 @@ type loadbalancerArgs struct {
 	Frontends []LoadbalancerFrontend `pulumi:"frontends"`
 	// Machines that run the frontends (the <span pulumi-lang-nodejs="`haproxy`" pulumi-lang-dotnet="`Haproxy`" pulumi-lang-go="`haproxy`" pulumi-lang-python="`haproxy`" pulumi-lang-yaml="`haproxy`" pulumi-lang-java="`haproxy`">`haproxy`</span>, <span pulumi-lang-nodejs="`keepalived`" pulumi-lang-dotnet="`Keepalived`" pulumi-lang-go="`keepalived`" pulumi-lang-python="`keepalived`" pulumi-lang-yaml="`keepalived`" pulumi-lang-java="`keepalived`">`keepalived`</span> and <span pulumi-lang-nodejs="`socat`" pulumi-lang-dotnet="`Socat`" pulumi-lang-go="`socat`" pulumi-lang-python="`socat`" pulumi-lang-yaml="`socat`" pulumi-lang-java="`socat`">`socat`</span> packages must be installed): two dedicated hosts for HA, or nodes of a pool. The first healthy one holds the VIP. Removing a host removes the frontend from it.
 	Hosts []LoadbalancerHost `pulumi:"hosts"`
+	// The frontend hosts as libvirt VMs that kubesmith creates on the provider's <span pulumi-lang-nodejs="`libvirtUri`" pulumi-lang-dotnet="`LibvirtUri`" pulumi-lang-go="`libvirtUri`" pulumi-lang-python="`libvirt_uri`" pulumi-lang-yaml="`libvirtUri`" pulumi-lang-java="`libvirtUri`">`libvirt_uri`</span>, named `ks-<cluster>-lb-<name>-<n>` (instead of <span pulumi-lang-nodejs="`hosts`" pulumi-lang-dotnet="`Hosts`" pulumi-lang-go="`hosts`" pulumi-lang-python="`hosts`" pulumi-lang-yaml="`hosts`" pulumi-lang-java="`hosts`">`hosts`</span>). The `make lab` image has HAProxy and keepalived. Lowering <span pulumi-lang-nodejs="`count`" pulumi-lang-dotnet="`Count`" pulumi-lang-go="`count`" pulumi-lang-python="`count`" pulumi-lang-yaml="`count`" pulumi-lang-java="`count`">`count`</span> destroys the last VMs.
+	Libvirt *LoadbalancerLibvirt `pulumi:"libvirt"`
 	// Load balancer name, a lower-case DNS label; it prefixes its MetalLB objects.
 	Name string `pulumi:"name"`
 	// MetalLB address pools for Services of `type: LoadBalancer`. Each address is a CIDR or a range `FIRST-LAST` inside the node network.
@@ -196,6 +210,8 @@ type LoadbalancerArgs struct {
 	Frontends LoadbalancerFrontendArrayInput
 	// Machines that run the frontends (the <span pulumi-lang-nodejs="`haproxy`" pulumi-lang-dotnet="`Haproxy`" pulumi-lang-go="`haproxy`" pulumi-lang-python="`haproxy`" pulumi-lang-yaml="`haproxy`" pulumi-lang-java="`haproxy`">`haproxy`</span>, <span pulumi-lang-nodejs="`keepalived`" pulumi-lang-dotnet="`Keepalived`" pulumi-lang-go="`keepalived`" pulumi-lang-python="`keepalived`" pulumi-lang-yaml="`keepalived`" pulumi-lang-java="`keepalived`">`keepalived`</span> and <span pulumi-lang-nodejs="`socat`" pulumi-lang-dotnet="`Socat`" pulumi-lang-go="`socat`" pulumi-lang-python="`socat`" pulumi-lang-yaml="`socat`" pulumi-lang-java="`socat`">`socat`</span> packages must be installed): two dedicated hosts for HA, or nodes of a pool. The first healthy one holds the VIP. Removing a host removes the frontend from it.
 	Hosts LoadbalancerHostArrayInput
+	// The frontend hosts as libvirt VMs that kubesmith creates on the provider's <span pulumi-lang-nodejs="`libvirtUri`" pulumi-lang-dotnet="`LibvirtUri`" pulumi-lang-go="`libvirtUri`" pulumi-lang-python="`libvirt_uri`" pulumi-lang-yaml="`libvirtUri`" pulumi-lang-java="`libvirtUri`">`libvirt_uri`</span>, named `ks-<cluster>-lb-<name>-<n>` (instead of <span pulumi-lang-nodejs="`hosts`" pulumi-lang-dotnet="`Hosts`" pulumi-lang-go="`hosts`" pulumi-lang-python="`hosts`" pulumi-lang-yaml="`hosts`" pulumi-lang-java="`hosts`">`hosts`</span>). The `make lab` image has HAProxy and keepalived. Lowering <span pulumi-lang-nodejs="`count`" pulumi-lang-dotnet="`Count`" pulumi-lang-go="`count`" pulumi-lang-python="`count`" pulumi-lang-yaml="`count`" pulumi-lang-java="`count`">`count`</span> destroys the last VMs.
+	Libvirt LoadbalancerLibvirtPtrInput
 	// Load balancer name, a lower-case DNS label; it prefixes its MetalLB objects.
 	Name pulumi.StringInput
 	// MetalLB address pools for Services of `type: LoadBalancer`. Each address is a CIDR or a range `FIRST-LAST` inside the node network.
@@ -321,6 +337,16 @@ func (o LoadbalancerOutput) Frontends() LoadbalancerFrontendArrayOutput {
 // Machines that run the frontends (the <span pulumi-lang-nodejs="`haproxy`" pulumi-lang-dotnet="`Haproxy`" pulumi-lang-go="`haproxy`" pulumi-lang-python="`haproxy`" pulumi-lang-yaml="`haproxy`" pulumi-lang-java="`haproxy`">`haproxy`</span>, <span pulumi-lang-nodejs="`keepalived`" pulumi-lang-dotnet="`Keepalived`" pulumi-lang-go="`keepalived`" pulumi-lang-python="`keepalived`" pulumi-lang-yaml="`keepalived`" pulumi-lang-java="`keepalived`">`keepalived`</span> and <span pulumi-lang-nodejs="`socat`" pulumi-lang-dotnet="`Socat`" pulumi-lang-go="`socat`" pulumi-lang-python="`socat`" pulumi-lang-yaml="`socat`" pulumi-lang-java="`socat`">`socat`</span> packages must be installed): two dedicated hosts for HA, or nodes of a pool. The first healthy one holds the VIP. Removing a host removes the frontend from it.
 func (o LoadbalancerOutput) Hosts() LoadbalancerHostArrayOutput {
 	return o.ApplyT(func(v *Loadbalancer) LoadbalancerHostArrayOutput { return v.Hosts }).(LoadbalancerHostArrayOutput)
+}
+
+// The frontend hosts as libvirt VMs that kubesmith creates on the provider's <span pulumi-lang-nodejs="`libvirtUri`" pulumi-lang-dotnet="`LibvirtUri`" pulumi-lang-go="`libvirtUri`" pulumi-lang-python="`libvirt_uri`" pulumi-lang-yaml="`libvirtUri`" pulumi-lang-java="`libvirtUri`">`libvirt_uri`</span>, named `ks-<cluster>-lb-<name>-<n>` (instead of <span pulumi-lang-nodejs="`hosts`" pulumi-lang-dotnet="`Hosts`" pulumi-lang-go="`hosts`" pulumi-lang-python="`hosts`" pulumi-lang-yaml="`hosts`" pulumi-lang-java="`hosts`">`hosts`</span>). The `make lab` image has HAProxy and keepalived. Lowering <span pulumi-lang-nodejs="`count`" pulumi-lang-dotnet="`Count`" pulumi-lang-go="`count`" pulumi-lang-python="`count`" pulumi-lang-yaml="`count`" pulumi-lang-java="`count`">`count`</span> destroys the last VMs.
+func (o LoadbalancerOutput) Libvirt() LoadbalancerLibvirtPtrOutput {
+	return o.ApplyT(func(v *Loadbalancer) LoadbalancerLibvirtPtrOutput { return v.Libvirt }).(LoadbalancerLibvirtPtrOutput)
+}
+
+// The VMs kubesmith created (libvirt only): name, libvirt domain UUID, address and the SSH host key it generated and pins.
+func (o LoadbalancerOutput) Machines() LoadbalancerMachineArrayOutput {
+	return o.ApplyT(func(v *Loadbalancer) LoadbalancerMachineArrayOutput { return v.Machines }).(LoadbalancerMachineArrayOutput)
 }
 
 // Load balancer name, a lower-case DNS label; it prefixes its MetalLB objects.

@@ -2880,6 +2880,400 @@ func (o LoadbalancerHostArrayOutput) Index(i pulumi.IntInput) LoadbalancerHostOu
 	}).(LoadbalancerHostOutput)
 }
 
+type LoadbalancerLibvirt struct {
+	// <span pulumi-lang-nodejs="`auto`" pulumi-lang-dotnet="`Auto`" pulumi-lang-go="`auto`" pulumi-lang-python="`auto`" pulumi-lang-yaml="`auto`" pulumi-lang-java="`auto`">`auto`</span> (default) uses KVM when a probe boots a guest kernel quickly (cached per libvirt host), else TCG emulation; <span pulumi-lang-nodejs="`kvm`" pulumi-lang-dotnet="`Kvm`" pulumi-lang-go="`kvm`" pulumi-lang-python="`kvm`" pulumi-lang-yaml="`kvm`" pulumi-lang-java="`kvm`">`kvm`</span> or <span pulumi-lang-nodejs="`tcg`" pulumi-lang-dotnet="`Tcg`" pulumi-lang-go="`tcg`" pulumi-lang-python="`tcg`" pulumi-lang-yaml="`tcg`" pulumi-lang-java="`tcg`">`tcg`</span> force one. Unless it is <span pulumi-lang-nodejs="`kvm`" pulumi-lang-dotnet="`Kvm`" pulumi-lang-go="`kvm`" pulumi-lang-python="`kvm`" pulumi-lang-yaml="`kvm`" pulumi-lang-java="`kvm`">`kvm`</span>, <span pulumi-lang-nodejs="`tuning`" pulumi-lang-dotnet="`Tuning`" pulumi-lang-go="`tuning`" pulumi-lang-python="`tuning`" pulumi-lang-yaml="`tuning`" pulumi-lang-java="`tuning`">`tuning`</span> defaults to the slow-host values (etcd 500/5000 ms, leader election 60s/40s/10s).
+	Accelerator *string `pulumi:"accelerator"`
+	// Static IPv4 addresses of the VMs in <span pulumi-lang-nodejs="`nodeNetwork`" pulumi-lang-dotnet="`NodeNetwork`" pulumi-lang-go="`nodeNetwork`" pulumi-lang-python="`node_network`" pulumi-lang-yaml="`nodeNetwork`" pulumi-lang-java="`nodeNetwork`">`node_network`</span>, one per VM in order; VM *n* is named `ks-<cluster>-<m|pool>-<n>`. Nothing relies on DHCP or guest agents.
+	Addresses []string `pulumi:"addresses"`
+	// Base image in the <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span> storage pool: volumes `<base>.qcow2`, `<base>.vmlinuz` and `<base>.initrd`. `kubesmith-debian12` (built by `make lab`) by default.
+	BaseImage *string `pulumi:"baseImage"`
+	// Number of worker VMs. Raising it creates and joins VMs; lowering it drains, deletes and destroys the last ones.
+	Count int `pulumi:"count"`
+	// Root disk per VM in GiB (a qcow2 overlay on the base image); <span pulumi-lang-nodejs="`20`" pulumi-lang-dotnet="`20`" pulumi-lang-go="`20`" pulumi-lang-python="`20`" pulumi-lang-yaml="`20`" pulumi-lang-java="`20`">`20`</span> by default.
+	DiskGib *int `pulumi:"diskGib"`
+	// Memory per VM in MiB; <span pulumi-lang-nodejs="`2048`" pulumi-lang-dotnet="`2048`" pulumi-lang-go="`2048`" pulumi-lang-python="`2048`" pulumi-lang-yaml="`2048`" pulumi-lang-java="`2048`">`2048`</span> by default.
+	MemoryMib *int `pulumi:"memoryMib"`
+	// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
+	Network string `pulumi:"network"`
+	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default.
+	Vcpu *int `pulumi:"vcpu"`
+}
+
+// LoadbalancerLibvirtInput is an input type that accepts LoadbalancerLibvirtArgs and LoadbalancerLibvirtOutput values.
+// You can construct a concrete instance of `LoadbalancerLibvirtInput` via:
+//
+//	LoadbalancerLibvirtArgs{...}
+type LoadbalancerLibvirtInput interface {
+	pulumi.Input
+
+	ToLoadbalancerLibvirtOutput() LoadbalancerLibvirtOutput
+	ToLoadbalancerLibvirtOutputWithContext(context.Context) LoadbalancerLibvirtOutput
+}
+
+type LoadbalancerLibvirtArgs struct {
+	// <span pulumi-lang-nodejs="`auto`" pulumi-lang-dotnet="`Auto`" pulumi-lang-go="`auto`" pulumi-lang-python="`auto`" pulumi-lang-yaml="`auto`" pulumi-lang-java="`auto`">`auto`</span> (default) uses KVM when a probe boots a guest kernel quickly (cached per libvirt host), else TCG emulation; <span pulumi-lang-nodejs="`kvm`" pulumi-lang-dotnet="`Kvm`" pulumi-lang-go="`kvm`" pulumi-lang-python="`kvm`" pulumi-lang-yaml="`kvm`" pulumi-lang-java="`kvm`">`kvm`</span> or <span pulumi-lang-nodejs="`tcg`" pulumi-lang-dotnet="`Tcg`" pulumi-lang-go="`tcg`" pulumi-lang-python="`tcg`" pulumi-lang-yaml="`tcg`" pulumi-lang-java="`tcg`">`tcg`</span> force one. Unless it is <span pulumi-lang-nodejs="`kvm`" pulumi-lang-dotnet="`Kvm`" pulumi-lang-go="`kvm`" pulumi-lang-python="`kvm`" pulumi-lang-yaml="`kvm`" pulumi-lang-java="`kvm`">`kvm`</span>, <span pulumi-lang-nodejs="`tuning`" pulumi-lang-dotnet="`Tuning`" pulumi-lang-go="`tuning`" pulumi-lang-python="`tuning`" pulumi-lang-yaml="`tuning`" pulumi-lang-java="`tuning`">`tuning`</span> defaults to the slow-host values (etcd 500/5000 ms, leader election 60s/40s/10s).
+	Accelerator pulumi.StringPtrInput `pulumi:"accelerator"`
+	// Static IPv4 addresses of the VMs in <span pulumi-lang-nodejs="`nodeNetwork`" pulumi-lang-dotnet="`NodeNetwork`" pulumi-lang-go="`nodeNetwork`" pulumi-lang-python="`node_network`" pulumi-lang-yaml="`nodeNetwork`" pulumi-lang-java="`nodeNetwork`">`node_network`</span>, one per VM in order; VM *n* is named `ks-<cluster>-<m|pool>-<n>`. Nothing relies on DHCP or guest agents.
+	Addresses pulumi.StringArrayInput `pulumi:"addresses"`
+	// Base image in the <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span> storage pool: volumes `<base>.qcow2`, `<base>.vmlinuz` and `<base>.initrd`. `kubesmith-debian12` (built by `make lab`) by default.
+	BaseImage pulumi.StringPtrInput `pulumi:"baseImage"`
+	// Number of worker VMs. Raising it creates and joins VMs; lowering it drains, deletes and destroys the last ones.
+	Count pulumi.IntInput `pulumi:"count"`
+	// Root disk per VM in GiB (a qcow2 overlay on the base image); <span pulumi-lang-nodejs="`20`" pulumi-lang-dotnet="`20`" pulumi-lang-go="`20`" pulumi-lang-python="`20`" pulumi-lang-yaml="`20`" pulumi-lang-java="`20`">`20`</span> by default.
+	DiskGib pulumi.IntPtrInput `pulumi:"diskGib"`
+	// Memory per VM in MiB; <span pulumi-lang-nodejs="`2048`" pulumi-lang-dotnet="`2048`" pulumi-lang-go="`2048`" pulumi-lang-python="`2048`" pulumi-lang-yaml="`2048`" pulumi-lang-java="`2048`">`2048`</span> by default.
+	MemoryMib pulumi.IntPtrInput `pulumi:"memoryMib"`
+	// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
+	Network pulumi.StringInput `pulumi:"network"`
+	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default.
+	Vcpu pulumi.IntPtrInput `pulumi:"vcpu"`
+}
+
+func (LoadbalancerLibvirtArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*LoadbalancerLibvirt)(nil)).Elem()
+}
+
+func (i LoadbalancerLibvirtArgs) ToLoadbalancerLibvirtOutput() LoadbalancerLibvirtOutput {
+	return i.ToLoadbalancerLibvirtOutputWithContext(context.Background())
+}
+
+func (i LoadbalancerLibvirtArgs) ToLoadbalancerLibvirtOutputWithContext(ctx context.Context) LoadbalancerLibvirtOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(LoadbalancerLibvirtOutput)
+}
+
+func (i LoadbalancerLibvirtArgs) ToLoadbalancerLibvirtPtrOutput() LoadbalancerLibvirtPtrOutput {
+	return i.ToLoadbalancerLibvirtPtrOutputWithContext(context.Background())
+}
+
+func (i LoadbalancerLibvirtArgs) ToLoadbalancerLibvirtPtrOutputWithContext(ctx context.Context) LoadbalancerLibvirtPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(LoadbalancerLibvirtOutput).ToLoadbalancerLibvirtPtrOutputWithContext(ctx)
+}
+
+// LoadbalancerLibvirtPtrInput is an input type that accepts LoadbalancerLibvirtArgs, LoadbalancerLibvirtPtr and LoadbalancerLibvirtPtrOutput values.
+// You can construct a concrete instance of `LoadbalancerLibvirtPtrInput` via:
+//
+//	        LoadbalancerLibvirtArgs{...}
+//
+//	or:
+//
+//	        nil
+type LoadbalancerLibvirtPtrInput interface {
+	pulumi.Input
+
+	ToLoadbalancerLibvirtPtrOutput() LoadbalancerLibvirtPtrOutput
+	ToLoadbalancerLibvirtPtrOutputWithContext(context.Context) LoadbalancerLibvirtPtrOutput
+}
+
+type loadbalancerLibvirtPtrType LoadbalancerLibvirtArgs
+
+func LoadbalancerLibvirtPtr(v *LoadbalancerLibvirtArgs) LoadbalancerLibvirtPtrInput {
+	return (*loadbalancerLibvirtPtrType)(v)
+}
+
+func (*loadbalancerLibvirtPtrType) ElementType() reflect.Type {
+	return reflect.TypeOf((**LoadbalancerLibvirt)(nil)).Elem()
+}
+
+func (i *loadbalancerLibvirtPtrType) ToLoadbalancerLibvirtPtrOutput() LoadbalancerLibvirtPtrOutput {
+	return i.ToLoadbalancerLibvirtPtrOutputWithContext(context.Background())
+}
+
+func (i *loadbalancerLibvirtPtrType) ToLoadbalancerLibvirtPtrOutputWithContext(ctx context.Context) LoadbalancerLibvirtPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(LoadbalancerLibvirtPtrOutput)
+}
+
+type LoadbalancerLibvirtOutput struct{ *pulumi.OutputState }
+
+func (LoadbalancerLibvirtOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*LoadbalancerLibvirt)(nil)).Elem()
+}
+
+func (o LoadbalancerLibvirtOutput) ToLoadbalancerLibvirtOutput() LoadbalancerLibvirtOutput {
+	return o
+}
+
+func (o LoadbalancerLibvirtOutput) ToLoadbalancerLibvirtOutputWithContext(ctx context.Context) LoadbalancerLibvirtOutput {
+	return o
+}
+
+func (o LoadbalancerLibvirtOutput) ToLoadbalancerLibvirtPtrOutput() LoadbalancerLibvirtPtrOutput {
+	return o.ToLoadbalancerLibvirtPtrOutputWithContext(context.Background())
+}
+
+func (o LoadbalancerLibvirtOutput) ToLoadbalancerLibvirtPtrOutputWithContext(ctx context.Context) LoadbalancerLibvirtPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v LoadbalancerLibvirt) *LoadbalancerLibvirt {
+		return &v
+	}).(LoadbalancerLibvirtPtrOutput)
+}
+
+// <span pulumi-lang-nodejs="`auto`" pulumi-lang-dotnet="`Auto`" pulumi-lang-go="`auto`" pulumi-lang-python="`auto`" pulumi-lang-yaml="`auto`" pulumi-lang-java="`auto`">`auto`</span> (default) uses KVM when a probe boots a guest kernel quickly (cached per libvirt host), else TCG emulation; <span pulumi-lang-nodejs="`kvm`" pulumi-lang-dotnet="`Kvm`" pulumi-lang-go="`kvm`" pulumi-lang-python="`kvm`" pulumi-lang-yaml="`kvm`" pulumi-lang-java="`kvm`">`kvm`</span> or <span pulumi-lang-nodejs="`tcg`" pulumi-lang-dotnet="`Tcg`" pulumi-lang-go="`tcg`" pulumi-lang-python="`tcg`" pulumi-lang-yaml="`tcg`" pulumi-lang-java="`tcg`">`tcg`</span> force one. Unless it is <span pulumi-lang-nodejs="`kvm`" pulumi-lang-dotnet="`Kvm`" pulumi-lang-go="`kvm`" pulumi-lang-python="`kvm`" pulumi-lang-yaml="`kvm`" pulumi-lang-java="`kvm`">`kvm`</span>, <span pulumi-lang-nodejs="`tuning`" pulumi-lang-dotnet="`Tuning`" pulumi-lang-go="`tuning`" pulumi-lang-python="`tuning`" pulumi-lang-yaml="`tuning`" pulumi-lang-java="`tuning`">`tuning`</span> defaults to the slow-host values (etcd 500/5000 ms, leader election 60s/40s/10s).
+func (o LoadbalancerLibvirtOutput) Accelerator() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LoadbalancerLibvirt) *string { return v.Accelerator }).(pulumi.StringPtrOutput)
+}
+
+// Static IPv4 addresses of the VMs in <span pulumi-lang-nodejs="`nodeNetwork`" pulumi-lang-dotnet="`NodeNetwork`" pulumi-lang-go="`nodeNetwork`" pulumi-lang-python="`node_network`" pulumi-lang-yaml="`nodeNetwork`" pulumi-lang-java="`nodeNetwork`">`node_network`</span>, one per VM in order; VM *n* is named `ks-<cluster>-<m|pool>-<n>`. Nothing relies on DHCP or guest agents.
+func (o LoadbalancerLibvirtOutput) Addresses() pulumi.StringArrayOutput {
+	return o.ApplyT(func(v LoadbalancerLibvirt) []string { return v.Addresses }).(pulumi.StringArrayOutput)
+}
+
+// Base image in the <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span> storage pool: volumes `<base>.qcow2`, `<base>.vmlinuz` and `<base>.initrd`. `kubesmith-debian12` (built by `make lab`) by default.
+func (o LoadbalancerLibvirtOutput) BaseImage() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LoadbalancerLibvirt) *string { return v.BaseImage }).(pulumi.StringPtrOutput)
+}
+
+// Number of worker VMs. Raising it creates and joins VMs; lowering it drains, deletes and destroys the last ones.
+func (o LoadbalancerLibvirtOutput) Count() pulumi.IntOutput {
+	return o.ApplyT(func(v LoadbalancerLibvirt) int { return v.Count }).(pulumi.IntOutput)
+}
+
+// Root disk per VM in GiB (a qcow2 overlay on the base image); <span pulumi-lang-nodejs="`20`" pulumi-lang-dotnet="`20`" pulumi-lang-go="`20`" pulumi-lang-python="`20`" pulumi-lang-yaml="`20`" pulumi-lang-java="`20`">`20`</span> by default.
+func (o LoadbalancerLibvirtOutput) DiskGib() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v LoadbalancerLibvirt) *int { return v.DiskGib }).(pulumi.IntPtrOutput)
+}
+
+// Memory per VM in MiB; <span pulumi-lang-nodejs="`2048`" pulumi-lang-dotnet="`2048`" pulumi-lang-go="`2048`" pulumi-lang-python="`2048`" pulumi-lang-yaml="`2048`" pulumi-lang-java="`2048`">`2048`</span> by default.
+func (o LoadbalancerLibvirtOutput) MemoryMib() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v LoadbalancerLibvirt) *int { return v.MemoryMib }).(pulumi.IntPtrOutput)
+}
+
+// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
+func (o LoadbalancerLibvirtOutput) Network() pulumi.StringOutput {
+	return o.ApplyT(func(v LoadbalancerLibvirt) string { return v.Network }).(pulumi.StringOutput)
+}
+
+// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default.
+func (o LoadbalancerLibvirtOutput) Vcpu() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v LoadbalancerLibvirt) *int { return v.Vcpu }).(pulumi.IntPtrOutput)
+}
+
+type LoadbalancerLibvirtPtrOutput struct{ *pulumi.OutputState }
+
+func (LoadbalancerLibvirtPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**LoadbalancerLibvirt)(nil)).Elem()
+}
+
+func (o LoadbalancerLibvirtPtrOutput) ToLoadbalancerLibvirtPtrOutput() LoadbalancerLibvirtPtrOutput {
+	return o
+}
+
+func (o LoadbalancerLibvirtPtrOutput) ToLoadbalancerLibvirtPtrOutputWithContext(ctx context.Context) LoadbalancerLibvirtPtrOutput {
+	return o
+}
+
+func (o LoadbalancerLibvirtPtrOutput) Elem() LoadbalancerLibvirtOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) LoadbalancerLibvirt {
+		if v != nil {
+			return *v
+		}
+		var ret LoadbalancerLibvirt
+		return ret
+	}).(LoadbalancerLibvirtOutput)
+}
+
+// <span pulumi-lang-nodejs="`auto`" pulumi-lang-dotnet="`Auto`" pulumi-lang-go="`auto`" pulumi-lang-python="`auto`" pulumi-lang-yaml="`auto`" pulumi-lang-java="`auto`">`auto`</span> (default) uses KVM when a probe boots a guest kernel quickly (cached per libvirt host), else TCG emulation; <span pulumi-lang-nodejs="`kvm`" pulumi-lang-dotnet="`Kvm`" pulumi-lang-go="`kvm`" pulumi-lang-python="`kvm`" pulumi-lang-yaml="`kvm`" pulumi-lang-java="`kvm`">`kvm`</span> or <span pulumi-lang-nodejs="`tcg`" pulumi-lang-dotnet="`Tcg`" pulumi-lang-go="`tcg`" pulumi-lang-python="`tcg`" pulumi-lang-yaml="`tcg`" pulumi-lang-java="`tcg`">`tcg`</span> force one. Unless it is <span pulumi-lang-nodejs="`kvm`" pulumi-lang-dotnet="`Kvm`" pulumi-lang-go="`kvm`" pulumi-lang-python="`kvm`" pulumi-lang-yaml="`kvm`" pulumi-lang-java="`kvm`">`kvm`</span>, <span pulumi-lang-nodejs="`tuning`" pulumi-lang-dotnet="`Tuning`" pulumi-lang-go="`tuning`" pulumi-lang-python="`tuning`" pulumi-lang-yaml="`tuning`" pulumi-lang-java="`tuning`">`tuning`</span> defaults to the slow-host values (etcd 500/5000 ms, leader election 60s/40s/10s).
+func (o LoadbalancerLibvirtPtrOutput) Accelerator() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Accelerator
+	}).(pulumi.StringPtrOutput)
+}
+
+// Static IPv4 addresses of the VMs in <span pulumi-lang-nodejs="`nodeNetwork`" pulumi-lang-dotnet="`NodeNetwork`" pulumi-lang-go="`nodeNetwork`" pulumi-lang-python="`node_network`" pulumi-lang-yaml="`nodeNetwork`" pulumi-lang-java="`nodeNetwork`">`node_network`</span>, one per VM in order; VM *n* is named `ks-<cluster>-<m|pool>-<n>`. Nothing relies on DHCP or guest agents.
+func (o LoadbalancerLibvirtPtrOutput) Addresses() pulumi.StringArrayOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) []string {
+		if v == nil {
+			return nil
+		}
+		return v.Addresses
+	}).(pulumi.StringArrayOutput)
+}
+
+// Base image in the <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span> storage pool: volumes `<base>.qcow2`, `<base>.vmlinuz` and `<base>.initrd`. `kubesmith-debian12` (built by `make lab`) by default.
+func (o LoadbalancerLibvirtPtrOutput) BaseImage() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) *string {
+		if v == nil {
+			return nil
+		}
+		return v.BaseImage
+	}).(pulumi.StringPtrOutput)
+}
+
+// Number of worker VMs. Raising it creates and joins VMs; lowering it drains, deletes and destroys the last ones.
+func (o LoadbalancerLibvirtPtrOutput) Count() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) *int {
+		if v == nil {
+			return nil
+		}
+		return &v.Count
+	}).(pulumi.IntPtrOutput)
+}
+
+// Root disk per VM in GiB (a qcow2 overlay on the base image); <span pulumi-lang-nodejs="`20`" pulumi-lang-dotnet="`20`" pulumi-lang-go="`20`" pulumi-lang-python="`20`" pulumi-lang-yaml="`20`" pulumi-lang-java="`20`">`20`</span> by default.
+func (o LoadbalancerLibvirtPtrOutput) DiskGib() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) *int {
+		if v == nil {
+			return nil
+		}
+		return v.DiskGib
+	}).(pulumi.IntPtrOutput)
+}
+
+// Memory per VM in MiB; <span pulumi-lang-nodejs="`2048`" pulumi-lang-dotnet="`2048`" pulumi-lang-go="`2048`" pulumi-lang-python="`2048`" pulumi-lang-yaml="`2048`" pulumi-lang-java="`2048`">`2048`</span> by default.
+func (o LoadbalancerLibvirtPtrOutput) MemoryMib() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) *int {
+		if v == nil {
+			return nil
+		}
+		return v.MemoryMib
+	}).(pulumi.IntPtrOutput)
+}
+
+// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
+func (o LoadbalancerLibvirtPtrOutput) Network() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) *string {
+		if v == nil {
+			return nil
+		}
+		return &v.Network
+	}).(pulumi.StringPtrOutput)
+}
+
+// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default.
+func (o LoadbalancerLibvirtPtrOutput) Vcpu() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *LoadbalancerLibvirt) *int {
+		if v == nil {
+			return nil
+		}
+		return v.Vcpu
+	}).(pulumi.IntPtrOutput)
+}
+
+type LoadbalancerMachine struct {
+	// Static address.
+	Address *string `pulumi:"address"`
+	// SSH host key generated by kubesmith and pinned.
+	HostPublicKey *string `pulumi:"hostPublicKey"`
+	// libvirt domain UUID.
+	Id *string `pulumi:"id"`
+	// VM (domain) name, also the node name.
+	Name *string `pulumi:"name"`
+}
+
+// LoadbalancerMachineInput is an input type that accepts LoadbalancerMachineArgs and LoadbalancerMachineOutput values.
+// You can construct a concrete instance of `LoadbalancerMachineInput` via:
+//
+//	LoadbalancerMachineArgs{...}
+type LoadbalancerMachineInput interface {
+	pulumi.Input
+
+	ToLoadbalancerMachineOutput() LoadbalancerMachineOutput
+	ToLoadbalancerMachineOutputWithContext(context.Context) LoadbalancerMachineOutput
+}
+
+type LoadbalancerMachineArgs struct {
+	// Static address.
+	Address pulumi.StringPtrInput `pulumi:"address"`
+	// SSH host key generated by kubesmith and pinned.
+	HostPublicKey pulumi.StringPtrInput `pulumi:"hostPublicKey"`
+	// libvirt domain UUID.
+	Id pulumi.StringPtrInput `pulumi:"id"`
+	// VM (domain) name, also the node name.
+	Name pulumi.StringPtrInput `pulumi:"name"`
+}
+
+func (LoadbalancerMachineArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*LoadbalancerMachine)(nil)).Elem()
+}
+
+func (i LoadbalancerMachineArgs) ToLoadbalancerMachineOutput() LoadbalancerMachineOutput {
+	return i.ToLoadbalancerMachineOutputWithContext(context.Background())
+}
+
+func (i LoadbalancerMachineArgs) ToLoadbalancerMachineOutputWithContext(ctx context.Context) LoadbalancerMachineOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(LoadbalancerMachineOutput)
+}
+
+// LoadbalancerMachineArrayInput is an input type that accepts LoadbalancerMachineArray and LoadbalancerMachineArrayOutput values.
+// You can construct a concrete instance of `LoadbalancerMachineArrayInput` via:
+//
+//	LoadbalancerMachineArray{ LoadbalancerMachineArgs{...} }
+type LoadbalancerMachineArrayInput interface {
+	pulumi.Input
+
+	ToLoadbalancerMachineArrayOutput() LoadbalancerMachineArrayOutput
+	ToLoadbalancerMachineArrayOutputWithContext(context.Context) LoadbalancerMachineArrayOutput
+}
+
+type LoadbalancerMachineArray []LoadbalancerMachineInput
+
+func (LoadbalancerMachineArray) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]LoadbalancerMachine)(nil)).Elem()
+}
+
+func (i LoadbalancerMachineArray) ToLoadbalancerMachineArrayOutput() LoadbalancerMachineArrayOutput {
+	return i.ToLoadbalancerMachineArrayOutputWithContext(context.Background())
+}
+
+func (i LoadbalancerMachineArray) ToLoadbalancerMachineArrayOutputWithContext(ctx context.Context) LoadbalancerMachineArrayOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(LoadbalancerMachineArrayOutput)
+}
+
+type LoadbalancerMachineOutput struct{ *pulumi.OutputState }
+
+func (LoadbalancerMachineOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*LoadbalancerMachine)(nil)).Elem()
+}
+
+func (o LoadbalancerMachineOutput) ToLoadbalancerMachineOutput() LoadbalancerMachineOutput {
+	return o
+}
+
+func (o LoadbalancerMachineOutput) ToLoadbalancerMachineOutputWithContext(ctx context.Context) LoadbalancerMachineOutput {
+	return o
+}
+
+// Static address.
+func (o LoadbalancerMachineOutput) Address() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LoadbalancerMachine) *string { return v.Address }).(pulumi.StringPtrOutput)
+}
+
+// SSH host key generated by kubesmith and pinned.
+func (o LoadbalancerMachineOutput) HostPublicKey() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LoadbalancerMachine) *string { return v.HostPublicKey }).(pulumi.StringPtrOutput)
+}
+
+// libvirt domain UUID.
+func (o LoadbalancerMachineOutput) Id() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LoadbalancerMachine) *string { return v.Id }).(pulumi.StringPtrOutput)
+}
+
+// VM (domain) name, also the node name.
+func (o LoadbalancerMachineOutput) Name() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LoadbalancerMachine) *string { return v.Name }).(pulumi.StringPtrOutput)
+}
+
+type LoadbalancerMachineArrayOutput struct{ *pulumi.OutputState }
+
+func (LoadbalancerMachineArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]LoadbalancerMachine)(nil)).Elem()
+}
+
+func (o LoadbalancerMachineArrayOutput) ToLoadbalancerMachineArrayOutput() LoadbalancerMachineArrayOutput {
+	return o
+}
+
+func (o LoadbalancerMachineArrayOutput) ToLoadbalancerMachineArrayOutputWithContext(ctx context.Context) LoadbalancerMachineArrayOutput {
+	return o
+}
+
+func (o LoadbalancerMachineArrayOutput) Index(i pulumi.IntInput) LoadbalancerMachineOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) LoadbalancerMachine {
+		return vs[0].([]LoadbalancerMachine)[vs[1].(int)]
+	}).(LoadbalancerMachineOutput)
+}
+
 type LoadbalancerService struct {
 	// The Service's address.
 	Address *string `pulumi:"address"`
@@ -5421,6 +5815,10 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerFrontendArrayInput)(nil)).Elem(), LoadbalancerFrontendArray{})
 	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerHostInput)(nil)).Elem(), LoadbalancerHostArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerHostArrayInput)(nil)).Elem(), LoadbalancerHostArray{})
+	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerLibvirtInput)(nil)).Elem(), LoadbalancerLibvirtArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerLibvirtPtrInput)(nil)).Elem(), LoadbalancerLibvirtArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerMachineInput)(nil)).Elem(), LoadbalancerMachineArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerMachineArrayInput)(nil)).Elem(), LoadbalancerMachineArray{})
 	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerServiceInput)(nil)).Elem(), LoadbalancerServiceArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerServiceArrayInput)(nil)).Elem(), LoadbalancerServiceArray{})
 	pulumi.RegisterInputType(reflect.TypeOf((*LoadbalancerServicePoolInput)(nil)).Elem(), LoadbalancerServicePoolArgs{})
@@ -5479,6 +5877,10 @@ func init() {
 	pulumi.RegisterOutputType(LoadbalancerFrontendArrayOutput{})
 	pulumi.RegisterOutputType(LoadbalancerHostOutput{})
 	pulumi.RegisterOutputType(LoadbalancerHostArrayOutput{})
+	pulumi.RegisterOutputType(LoadbalancerLibvirtOutput{})
+	pulumi.RegisterOutputType(LoadbalancerLibvirtPtrOutput{})
+	pulumi.RegisterOutputType(LoadbalancerMachineOutput{})
+	pulumi.RegisterOutputType(LoadbalancerMachineArrayOutput{})
 	pulumi.RegisterOutputType(LoadbalancerServiceOutput{})
 	pulumi.RegisterOutputType(LoadbalancerServiceArrayOutput{})
 	pulumi.RegisterOutputType(LoadbalancerServicePoolOutput{})
