@@ -239,16 +239,22 @@ func (c *Cluster) startUnit(ctx context.Context, t *Target, unit string, changed
 	return EnsureService(ctx, t.Runner, unit, triggered(unit, changed), unit == "etcd", PendingDir+"/"+unit)
 }
 
+// ContainerdReadyCommand succeeds once containerd answers and serves the CRI API the kubelet uses.
+const ContainerdReadyCommand = "ctr --address /run/containerd/containerd.sock version >/dev/null && " +
+	"crictl --runtime-endpoint unix:///run/containerd/containerd.sock --timeout 5s info >/dev/null"
+
 // startContainerd starts containerd and imports every bundled image, pinned so that image GC keeps it.
 func (c *Cluster) startContainerd(ctx context.Context, t *Target, changed []string) error {
 	if err := c.startUnit(ctx, t, "containerd", changed); err != nil {
 		return err
 	}
-	if err := Poll(ctx, 200*time.Millisecond, time.Minute, "containerd", func(ctx context.Context) (bool, error) {
-		_, err := t.Runner.Run(ctx, "ctr --address /run/containerd/containerd.sock version >/dev/null")
+	// The kubelet needs containerd's CRI service, which containerd serves a little after its socket (and never,
+	// when the CRI plugin fails to load): wait for it, not only for the socket.
+	if err := Poll(ctx, 200*time.Millisecond, time.Minute, "containerd and its CRI service", func(ctx context.Context) (bool, error) {
+		_, err := t.Runner.Run(ctx, ContainerdReadyCommand)
 		return err == nil, err
 	}); err != nil {
-		return err
+		return fmt.Errorf("%w\n%s", err, unitLog(ctx, t, "containerd"))
 	}
 	res, err := t.Runner.Run(ctx, "ctr -n k8s.io images ls -q")
 	if err != nil {

@@ -286,7 +286,7 @@ func (h *Host) install() {
 	f.OnFunc(`^journalctl -u (\S+) -n 25 --no-pager 2>&1 \| tail -n 25$`, h.locked(func(cmd string) (node.Result, error) {
 		return node.Result{Stdout: "-- sim journal: start failed --\n"}, nil
 	}))
-	f.OnFunc(`^ctr --address /run/containerd/containerd\.sock version >/dev/null$`, h.locked(h.ctrVersion))
+	f.OnFunc(`^ctr --address /run/containerd/containerd\.sock version >/dev/null && crictl --runtime-endpoint unix:///run/containerd/containerd\.sock --timeout 5s info >/dev/null$`, h.locked(h.ctrVersion))
 	f.OnFunc(`^ctr -n k8s\.io images ls -q$`, h.locked(h.ctrImages))
 	f.OnFunc(`^ctr -n k8s\.io images import --local (\S+) >/dev/null && ctr -n k8s\.io images label (\S+) io\.cri-containerd\.pinned=pinned >/dev/null$`, h.locked(h.ctrImport))
 	f.OnFunc(`^ETCDCTL_API=3 etcdctl --endpoints=(\S+) --cacert=/etc/kubernetes/pki/etcd/ca\.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client\.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client\.key --command-timeout=5s (.+)$`, h.locked(h.etcdctl))
