@@ -3,10 +3,10 @@
 # workers, a load balancer with a MetalLB service pool) and shows the nodes and a LoadBalancer Service's answer.
 # `make demo-destroy` (demo.sh destroy) removes it all. The demo's state lives in ~/.cache/kubesmith/demo.
 #
-# Where KVM really works the HA topology belongs on libvirt VMs (examples/ha-libvirt); that path is not in this
-# build yet, and on this kind of machine (nested /dev/kvm, TCG only) 5 VMs do not fit in 2 cores anyway. So the
-# demo uses container hosts: privileged systemd containers on an isolated bridge, reached over SSH with pinned host
-# keys, exactly like physical hosts, through examples/baremetal and modules/baremetal-cluster.
+# Where KVM really works, the HA topology belongs on libvirt VMs (examples/ha-libvirt, `make lab` first); the demo
+# does not switch to it by itself yet. On this kind of machine (nested /dev/kvm, TCG only) 5 VMs do not fit in 2
+# cores anyway. So the demo uses container hosts: privileged systemd containers on an isolated bridge, reached over
+# SSH with pinned host keys, exactly like physical hosts, through examples/baremetal and modules/baremetal-cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false

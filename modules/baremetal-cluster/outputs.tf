@@ -37,3 +37,8 @@ output "load_balancer" {
     services   = kubesmith_loadbalancer.this[0].services
   } : null
 }
+
+output "machines" {
+  description = "The VMs kubesmith created: always empty here, since the hosts already exist (the same output as modules/libvirt-cluster)."
+  value       = concat(kubesmith_cluster.this.machines, flatten(kubesmith_nodepool.workers[*].machines))
+}
