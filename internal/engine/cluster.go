@@ -106,6 +106,7 @@ func (e *Engine) ApplyCluster(ctx context.Context, spec ClusterSpec, prior *Clus
 		return state, fmt.Errorf("kubernetes %s is not in the artifact bundle; run `make artifacts K8S_VERSION=%s`", v, v)
 	}
 	if spec.Libvirt != nil {
+		ctx = machineContext(ctx, spec.Libvirt)
 		if err := e.ensureClusterMachines(ctx, &spec, &state, progress); err != nil {
 			return state, err
 		}

@@ -533,6 +533,17 @@ func (e *Engine) readPoolMachines(ctx context.Context, spec *NodePoolSpec, out *
 	return false, nil
 }
 
+// slowWaitScale is how much longer the phases wait on machines that may be emulated.
+const slowWaitScale = 5
+
+// machineContext stretches the phases' waits when the machines may be emulated (see SlowMachines).
+func machineContext(ctx context.Context, lv *LibvirtMachines) context.Context {
+	if SlowMachines(lv) {
+		return phase.WithWaitScale(ctx, slowWaitScale)
+	}
+	return ctx
+}
+
 // tuningOr fills the zero fields of t from def.
 func tuningOr(t, def Tuning) Tuning {
 	if t.EtcdHeartbeatMS == 0 {

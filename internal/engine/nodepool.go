@@ -341,6 +341,7 @@ func (e *Engine) ApplyNodePool(ctx context.Context, spec NodePoolSpec, prior *No
 		}
 	}
 	if spec.Libvirt != nil {
+		ctx = machineContext(ctx, spec.Libvirt)
 		if err := e.ensurePoolMachines(ctx, &spec, &state, progress); err != nil {
 			return state, err
 		}

@@ -206,6 +206,9 @@ func AnyUnder(changed []string, paths ...string) bool {
 // Poll runs check every interval until it returns true, an error, or ctx or timeout ends. The last check
 // error is reported on timeout.
 func Poll(ctx context.Context, interval, timeout time.Duration, what string, check func(context.Context) (bool, error)) error {
+	if f, ok := ctx.Value(waitScaleKey{}).(int); ok && f > 1 {
+		timeout *= time.Duration(f)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(interval)
@@ -241,3 +244,11 @@ func boolShell(b bool) string {
 func Dir(p string) string { return path.Dir(p) }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+type waitScaleKey struct{}
+
+// WithWaitScale makes every Poll under ctx wait factor times longer. The waits are sized for real hardware;
+// TCG-emulated VMs on a busy host start services 5-30x slower (kube-apiserver needed 5 minutes to /readyz).
+func WithWaitScale(ctx context.Context, factor int) context.Context {
+	return context.WithValue(ctx, waitScaleKey{}, factor)
+}
