@@ -38,7 +38,7 @@ const (
 
 // clusterResource is kubesmith_cluster.
 type clusterResource struct {
-	data *providerData
+	resourceBase
 }
 
 // NewClusterResource returns the kubesmith_cluster resource.
@@ -54,16 +54,6 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 	resp.Schema = clusterSchema(ctx)
 }
 
-// Configure receives the engine and provider defaults.
-func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	d, err := providerDataFrom(req.ProviderData)
-	if err != nil {
-		resp.Diagnostics.AddError("Unexpected Resource Configure Type", err.Error())
-		return
-	}
-	r.data = d
-}
-
 // ValidateConfig reports what this build cannot do, before any plan.
 func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var m clusterResourceModel
@@ -71,23 +61,6 @@ func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.Valid
 	if resp.Diagnostics.HasError() {
 		return
 	}
-}
-
-// engineReady returns the engine, or adds an error when the provider was not configured.
-func (r *clusterResource) engineReady(diags *diag.Diagnostics) engine.API {
-	if r.data == nil || r.data.engine == nil {
-		diags.AddError("Provider Not Configured",
-			"The kubesmith provider was not configured before this operation. This is a bug in Terraform or the "+
-				"provider; please report it.")
-		return nil
-	}
-	if r.data.configUnknown {
-		diags.AddError("Provider Configuration Unknown",
-			"The kubesmith provider block depends on values that are not known yet. Apply the resources it "+
-				"depends on first (terraform apply -target=...).")
-		return nil
-	}
-	return r.data.engine
 }
 
 // ModifyPlan validates the planned spec with the engine (without touching any host), computes the desired

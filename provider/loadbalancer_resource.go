@@ -28,7 +28,7 @@ func (r *loadBalancerResource) ConfigValidators(context.Context) []resource.Conf
 
 // loadBalancerResource is kubesmith_loadbalancer.
 type loadBalancerResource struct {
-	data *providerData
+	resourceBase
 }
 
 // NewLoadBalancerResource returns the kubesmith_loadbalancer resource.
@@ -42,20 +42,6 @@ func (r *loadBalancerResource) Metadata(_ context.Context, req resource.Metadata
 // Schema describes kubesmith_loadbalancer.
 func (r *loadBalancerResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = loadBalancerSchema(ctx)
-}
-
-// Configure receives the engine and provider defaults.
-func (r *loadBalancerResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	d, err := providerDataFrom(req.ProviderData)
-	if err != nil {
-		resp.Diagnostics.AddError("Unexpected Resource Configure Type", err.Error())
-		return
-	}
-	r.data = d
-}
-
-func (r *loadBalancerResource) engineReady(diags *diag.Diagnostics) engine.API {
-	return (&clusterResource{data: r.data}).engineReady(diags)
 }
 
 // ModifyPlan validates the load balancer with the engine (every pool and the VIP against the cluster's

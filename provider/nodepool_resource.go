@@ -22,7 +22,7 @@ var (
 
 // nodePoolResource is kubesmith_nodepool.
 type nodePoolResource struct {
-	data *providerData
+	resourceBase
 }
 
 // NewNodePoolResource returns the kubesmith_nodepool resource.
@@ -36,20 +36,6 @@ func (r *nodePoolResource) Metadata(_ context.Context, req resource.MetadataRequ
 // Schema describes kubesmith_nodepool.
 func (r *nodePoolResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = nodePoolSchema(ctx)
-}
-
-// Configure receives the engine and provider defaults.
-func (r *nodePoolResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	d, err := providerDataFrom(req.ProviderData)
-	if err != nil {
-		resp.Diagnostics.AddError("Unexpected Resource Configure Type", err.Error())
-		return
-	}
-	r.data = d
-}
-
-func (r *nodePoolResource) engineReady(diags *diag.Diagnostics) engine.API {
-	return (&clusterResource{data: r.data}).engineReady(diags)
 }
 
 // ModifyPlan validates the pool with the engine, plans the addresses from the hosts, and the desired config

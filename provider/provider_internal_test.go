@@ -410,7 +410,7 @@ func planFor(t *testing.T, spec engine.ClusterSpec, data *providerData, edit fun
 	if d := plan.Set(ctx, &m); d.HasError() {
 		t.Fatal(d)
 	}
-	r := &clusterResource{data: data}
+	r := &clusterResource{resourceBase{data: data}}
 	req := resource.ModifyPlanRequest{Plan: plan, State: tfsdk.State{Schema: s, Raw: tftypes.NewValue(s.Type().TerraformType(ctx), nil)}}
 	resp := resource.ModifyPlanResponse{Plan: plan}
 	r.ModifyPlan(ctx, req, &resp)
