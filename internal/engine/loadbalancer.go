@@ -700,6 +700,20 @@ func vipHolder(ctx context.Context, targets []*phase.Target, vip string) (string
 	return "", errors.Join(errs...)
 }
 
+// holderBackends is the backends' health as HAProxy on the VIP holder t reports it.
+func holderBackends(ctx context.Context, t *phase.Target, warn func(string)) []BackendStatus {
+	bs, err := phase.LBBackends(ctx, t)
+	if err != nil {
+		warn(err.Error())
+		return nil
+	}
+	out := make([]BackendStatus, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, BackendStatus(b))
+	}
+	return out
+}
+
 // settledVIPHolder probes again after VRRP's handover time (three adverts).
 func (e *Engine) settledVIPHolder(ctx context.Context, targets []*phase.Target, vip string) (string, error) {
 	t := time.NewTimer(3 * time.Second)
@@ -814,28 +828,15 @@ func (e *Engine) observeLB(ctx context.Context, spec LoadBalancerSpec, state *Lo
 				}
 				if h.HoldsVIP && state.VIPHolder == "" {
 					state.VIPHolder = t.Name
-					if bs, err := phase.LBBackends(ctx, t); err == nil {
-						for _, b := range bs {
-							state.Backends = append(state.Backends, BackendStatus(b))
-						}
-					} else {
-						warn(err.Error())
-					}
+					state.Backends = holderBackends(ctx, t, warn)
 				}
 			}
 			if state.VIPHolder == "" && pres.answeredHosts == len(spec.Hosts) {
 				// A VRRP handover moves the VIP between two probes; look once more before calling it drift.
 				if holder, _ := e.settledVIPHolder(ctx, ses.targets, spec.VIP); holder != "" {
 					state.VIPHolder = holder
-					for _, t := range ses.targets {
-						if t.Name != holder {
-							continue
-						}
-						if bs, err := phase.LBBackends(ctx, t); err == nil {
-							for _, b := range bs {
-								state.Backends = append(state.Backends, BackendStatus(b))
-							}
-						}
+					if i := slices.IndexFunc(ses.targets, func(t *phase.Target) bool { return t.Name == holder }); i >= 0 {
+						state.Backends = holderBackends(ctx, ses.targets[i], warn)
 					}
 				} else {
 					drift = append(drift, "no frontend host holds the VIP "+spec.VIP)

@@ -148,6 +148,18 @@ func (r *tfRunner) planIsEmpty(ctx context.Context) (bool, string, error) {
 	return true, string(out), nil
 }
 
+// emptyPlan fails when a plan proposes any change, showing the end of the plan.
+func (r *tfRunner) emptyPlan(ctx context.Context) error {
+	empty, out, err := r.planIsEmpty(ctx)
+	if err != nil {
+		return err
+	}
+	if !empty {
+		return fmt.Errorf("plan is not empty:\n%s", tail(out, 40))
+	}
+	return nil
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {

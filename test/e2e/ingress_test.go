@@ -187,16 +187,7 @@ func TestIngress(t *testing.T) {
 			return nil
 		})
 	})
-	emptyPlan := func() error {
-		empty, out, err := tf.planIsEmpty(ctx)
-		if err != nil {
-			return err
-		}
-		if !empty {
-			return fmt.Errorf("plan is not empty:\n%s", tail(out, 40))
-		}
-		return nil
-	}
+	emptyPlan := func() error { return tf.emptyPlan(ctx) }
 	tm.measure(t, "empty plan after apply", emptyPlan)
 	tm.measure(t, "metrics-server removed from addons: uninstalled, Ingress still serves", func() error {
 		vars["addons"] = []string{"metallb"}
