@@ -157,6 +157,9 @@ func withDefaults(s ClusterSpec) ClusterSpec {
 	if t.RetryPeriod == 0 {
 		t.RetryPeriod = 2 * time.Second
 	}
+	if t.APICheckTimeout == 0 {
+		t.APICheckTimeout = 2 * time.Second
+	}
 	if s.SSH.ConnectTimeout == 0 {
 		s.SSH.ConnectTimeout = 5 * time.Minute
 	}

@@ -54,6 +54,7 @@ const (
 	tcgLease           = 60 * time.Second
 	tcgRenewDeadline   = 40 * time.Second
 	tcgRetryPeriod     = 10 * time.Second
+	tcgAPICheckTimeout = 8 * time.Second
 )
 
 // SlowMachines reports whether lv may run on TCG, where the slow-host tuning defaults apply. "auto" counts as
@@ -67,6 +68,7 @@ func TCGTuning() Tuning {
 	return Tuning{
 		EtcdHeartbeatMS: tcgEtcdHeartbeatMS, EtcdElectionMS: tcgEtcdElectionMS,
 		LeaderElectionLease: tcgLease, RenewDeadline: tcgRenewDeadline, RetryPeriod: tcgRetryPeriod,
+		APICheckTimeout: tcgAPICheckTimeout,
 	}
 }
 
@@ -560,6 +562,9 @@ func tuningOr(t, def Tuning) Tuning {
 	}
 	if t.RetryPeriod == 0 {
 		t.RetryPeriod = def.RetryPeriod
+	}
+	if t.APICheckTimeout == 0 {
+		t.APICheckTimeout = def.APICheckTimeout
 	}
 	return t
 }

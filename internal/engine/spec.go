@@ -60,6 +60,9 @@ type Tuning struct {
 	LeaderElectionLease time.Duration
 	RenewDeadline       time.Duration
 	RetryPeriod         time.Duration
+	// APICheckTimeout bounds keepalived's /readyz check that moves the API VIP; 2s by default. A busy TCG
+	// master can take longer than that to answer, which would make it drop the VIP.
+	APICheckTimeout time.Duration
 }
 
 // ClusterSpec is the desired state of a cluster, as the user wrote it.

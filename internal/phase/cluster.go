@@ -31,6 +31,8 @@ type Cluster struct {
 
 	EtcdHeartbeatMS, EtcdElectionMS           int
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// APICheckTimeout bounds keepalived's /readyz check on the masters (2 s when zero).
+	APICheckTimeout time.Duration
 
 	CAs                pki.ClusterCAs
 	EncryptionKey      string
@@ -51,6 +53,14 @@ type Cluster struct {
 	Now      func() time.Time
 	// Parallel bounds concurrent hosts.
 	Parallel int
+}
+
+// apiCheckSeconds is APICheckTimeout in whole seconds, at least 1; 2 when unset.
+func (c *Cluster) apiCheckSeconds() int {
+	if c.APICheckTimeout <= 0 {
+		return 2
+	}
+	return max(1, int((c.APICheckTimeout+time.Second-1)/time.Second))
 }
 
 // All returns masters then workers.

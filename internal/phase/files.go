@@ -108,9 +108,9 @@ func (c *Cluster) renderedFiles(t *Target) ([]render.File, error) {
 		render.KeepalivedConfig{
 			RouterID: t.Name, Interface: t.Facts.Iface, VIP: c.VIP.String(), VIPPrefixLen: prefix,
 			VirtualRouterID: KeepalivedRouterID(c.UID), Priority: priority, AuthPass: c.KeepalivedPassword,
-			UnicastSrcIP: t.Address, UnicastPeers: peers,
+			UnicastSrcIP: t.Address, UnicastPeers: peers, CheckTimeoutSeconds: c.apiCheckSeconds(),
 		},
-		render.KeepalivedCheck{APIServerPort: c.APIPort},
+		render.KeepalivedCheck{APIServerPort: c.APIPort, TimeoutSeconds: c.apiCheckSeconds()},
 		render.KeepalivedDropIn{},
 	)
 	return files, nil

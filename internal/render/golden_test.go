@@ -109,13 +109,14 @@ func goldenCases() []goldenCase {
 		{"keepalived-m1.conf", KeepalivedConfig{
 			RouterID: "m1", Interface: "eth0", VIP: sampleVIP, VIPPrefixLen: 24,
 			VirtualRouterID: 51, Priority: 150, AuthPass: "k8sVRRP1", UnicastSrcIP: "172.30.0.11",
-			UnicastPeers: []string{"172.30.0.12", "172.30.0.13"},
+			UnicastPeers: []string{"172.30.0.12", "172.30.0.13"}, CheckTimeoutSeconds: 2,
 		}},
 		{"keepalived-single-master.conf", KeepalivedConfig{
 			RouterID: "m1", Interface: "enp1s0", VIP: "192.168.150.10",
 			VIPPrefixLen: 24, VirtualRouterID: 10, Priority: 100, AuthPass: "pw", UnicastSrcIP: "192.168.150.11",
+			CheckTimeoutSeconds: 8,
 		}},
-		{"check-apiserver.sh", KeepalivedCheck{APIServerPort: DefaultAPIServerPort}},
+		{"check-apiserver.sh", KeepalivedCheck{APIServerPort: DefaultAPIServerPort, TimeoutSeconds: 2}},
 		{"keepalived-dropin.conf", KeepalivedDropIn{}},
 		{"coredns-upstream.yaml", CoreDNSAddon{
 			Image: DefaultCoreDNSImage, ImagePullPolicy: "IfNotPresent",

@@ -158,7 +158,7 @@ func (c LBKeepalivedConfig) Validate() error {
 	if err := (KeepalivedConfig{
 		RouterID: c.RouterID, Interface: c.Interface, VIP: c.VIP, VIPPrefixLen: c.VIPPrefixLen,
 		VirtualRouterID: c.VirtualRouterID, Priority: c.Priority, AuthPass: c.AuthPass,
-		UnicastSrcIP: c.UnicastSrcIP, UnicastPeers: c.UnicastPeers,
+		UnicastSrcIP: c.UnicastSrcIP, UnicastPeers: c.UnicastPeers, CheckTimeoutSeconds: 1, // its check is systemctl is-active
 	}).Validate(); err != nil {
 		e = append(e, err)
 	}

@@ -124,7 +124,19 @@ type KeepalivedConfig struct {
 	// UnicastSrcIP is this node's IP; UnicastPeers are the other masters' IPs.
 	UnicastSrcIP string
 	UnicastPeers []string
+	// CheckTimeoutSeconds bounds one run of the apiserver check (its curl --max-time); the check runs every
+	// CheckTimeoutSeconds+1 seconds. Slow hosts (TCG VMs) need more than the 2 s real hardware answers in.
+	CheckTimeoutSeconds int
 }
+
+// CheckInterval is how often keepalived runs the apiserver check: one second more than a run may take, so
+// that runs never overlap and keepalived sees curl's own verdict rather than its own timeout.
+func (c KeepalivedConfig) CheckInterval() int { return c.CheckTimeoutSeconds + 1 }
+
+// TrackCheck reports whether the apiserver check moves the VIP. With a single master nobody could take the
+// VIP over, and releasing it would turn a slow /readyz into "no route to host" for every client, so the only
+// master always holds it.
+func (c KeepalivedConfig) TrackCheck() bool { return len(c.UnicastPeers) > 0 }
 
 // Target implements File.
 func (KeepalivedConfig) Target() Target {
@@ -168,6 +180,9 @@ func (c KeepalivedConfig) Validate() error {
 	if c.UnicastSrcIP == c.VIP {
 		e.addf("UnicastSrcIP must be the node IP, not the VIP")
 	}
+	if c.CheckTimeoutSeconds < 1 || c.CheckTimeoutSeconds > 60 {
+		e.addf("CheckTimeoutSeconds %d is out of range 1-60", c.CheckTimeoutSeconds)
+	}
 	return e.join("keepalived config")
 }
 
@@ -175,6 +190,8 @@ func (c KeepalivedConfig) Validate() error {
 type KeepalivedCheck struct {
 	// APIServerPort is the local apiserver's secure port.
 	APIServerPort int
+	// TimeoutSeconds is curl's --max-time (KeepalivedConfig.CheckTimeoutSeconds).
+	TimeoutSeconds int
 }
 
 // Target implements File.
@@ -186,6 +203,9 @@ func (KeepalivedCheck) Target() Target {
 func (c KeepalivedCheck) Validate() error {
 	var e errs
 	port(&e, "APIServerPort", c.APIServerPort)
+	if c.TimeoutSeconds < 1 || c.TimeoutSeconds > 60 {
+		e.addf("TimeoutSeconds %d is out of range 1-60", c.TimeoutSeconds)
+	}
 	return e.join("keepalived check")
 }
 

@@ -266,6 +266,7 @@ func TestValidationRejects(t *testing.T) {
 	keepalived := KeepalivedConfig{
 		RouterID: "m1", Interface: "eth0", VIP: "172.30.0.250", VIPPrefixLen: 24,
 		VirtualRouterID: 51, Priority: 150, AuthPass: "secret", UnicastSrcIP: "172.30.0.11", UnicastPeers: []string{"172.30.0.12"},
+		CheckTimeoutSeconds: 2,
 	}
 	coredns := CoreDNSAddon{
 		Image: DefaultCoreDNSImage, ImagePullPolicy: "IfNotPresent", ClusterDNSIP: "10.96.0.10",

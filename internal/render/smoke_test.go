@@ -359,7 +359,7 @@ func (s *smoke) checkAnonymous() {
 		}
 	}
 	// The keepalived check script does the same: curl against 127.0.0.1 with the cluster CA.
-	r, err := RenderFile(KeepalivedCheck{APIServerPort: DefaultAPIServerPort})
+	r, err := RenderFile(KeepalivedCheck{APIServerPort: DefaultAPIServerPort, TimeoutSeconds: 2})
 	if err != nil {
 		s.t.Fatal(err)
 	}
