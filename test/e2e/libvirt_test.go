@@ -184,8 +184,7 @@ func runLibvirtCluster(ctx context.Context, t *testing.T, tm *timings, cluster s
 		t.Fatal(err)
 	}
 	tf := newTF(t, dir)
-	logPath := filepath.Join(dir, "provider.log")
-	tf.env = append(tf.env, "TF_LOG_PROVIDER=INFO", "TF_LOG_PATH="+logPath)
+	logPath := filepath.Join(reportDir(t), t.Name()+"-provider.log") // newTF's provider log, kept after the run
 	applied := false
 	t.Cleanup(func() {
 		if applied && os.Getenv("KUBESMITH_E2E_KEEP") == "" {
