@@ -2,6 +2,7 @@ package artifacts
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -159,6 +160,9 @@ type Builder struct {
 	Progress io.Writer
 	// Heartbeat is how often a long build prints that it is still running; 30s when zero.
 	Heartbeat time.Duration
+	// Jobs is how many components build at once; 2 when zero. Each `go build` already compiles packages in
+	// parallel, but its links, `go mod tidy` and module downloads leave cores idle that a second build fills.
+	Jobs int
 }
 
 // run is the state of one Build or Tool call.
@@ -260,9 +264,7 @@ func (b *Builder) Build(ctx context.Context) (*Manifest, error) {
 	if debs != nil {
 		wg.Go(func() { r.runUnit(ctx, debs) })
 	}
-	for _, u := range lane {
-		r.runUnit(ctx, u)
-	}
+	r.runLane(ctx, lane, cmp.Or(b.Jobs, 2))
 	wg.Wait()
 
 	var errs []error
@@ -276,6 +278,46 @@ func (b *Builder) Build(ctx context.Context) (*Manifest, error) {
 		return nil, fmt.Errorf("artifacts: build failed:\n%w", errors.Join(errs...))
 	}
 	return r.assemble(ctx, units)
+}
+
+// runLane builds units, at most jobs at a time, each once its dependencies in units have finished. Units
+// start in list order, so the longest builds (Kubernetes first) should come first.
+func (r *run) runLane(ctx context.Context, units []*unit, jobs int) {
+	pending := slices.Clone(units)
+	finished := make(map[*unit]bool, len(units))
+	ready := func(u *unit) bool {
+		for _, d := range u.deps {
+			if slices.Contains(units, d) && !finished[d] {
+				return false
+			}
+		}
+		return true
+	}
+	done := make(chan *unit)
+	running := 0
+	for len(pending) > 0 || running > 0 {
+		for running < jobs {
+			i := slices.IndexFunc(pending, ready)
+			if i < 0 {
+				break
+			}
+			u := pending[i]
+			pending = slices.Delete(pending, i, i+1)
+			running++
+			go func() {
+				r.runUnit(ctx, u)
+				done <- u
+			}()
+		}
+		if running == 0 { // only units whose dependencies can never finish are left (a dependency cycle)
+			for _, u := range pending {
+				u.err = errors.New("dependency cycle")
+			}
+			return
+		}
+		finished[<-done] = true
+		running--
+	}
 }
 
 // Tool builds (or finds cached) a host tool, "tofu" or "golangci-lint", and returns the path of its binary.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -324,4 +325,64 @@ func TestLockDirExcludesASecondBuilder(t *testing.T) {
 		t.Fatalf("lock after unlock: %v", err)
 	}
 	unlock2()
+}
+
+// TestRunLaneBoundsJobsAndWaitsForDependencies: with 2 jobs, two independent units build at the same time, a
+// third never runs beside them, and a dependent unit starts only after its dependency finished.
+func TestRunLaneBoundsJobsAndWaitsForDependencies(t *testing.T) {
+	r, _ := newTestRun(t)
+	var mu sync.Mutex
+	running, most := 0, 0
+	var order []string
+	bothStarted := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(2)
+	go func() { started.Wait(); close(bothStarted) }()
+	mk := func(name string, deps []*unit, wait bool) *unit {
+		f := &fakeUnit{key: name}
+		u := f.unit(t, r, name)
+		u.deps = deps
+		inner := u.build
+		u.build = func(ctx context.Context, log io.Writer) ([]string, error) {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			order = append(order, "start "+name)
+			mu.Unlock()
+			if wait {
+				started.Done()
+				select { // both first units must be running at once
+				case <-bothStarted:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			outs, err := inner(ctx, log)
+			mu.Lock()
+			running--
+			order = append(order, "end "+name)
+			mu.Unlock()
+			return outs, err
+		}
+		return u
+	}
+	a := mk("a", nil, true)
+	c := mk("c", nil, true)
+	b := mk("b", []*unit{a}, false)
+	d := mk("d", nil, false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r.runLane(ctx, []*unit{a, b, c, d}, 2)
+	for _, u := range []*unit{a, b, c, d} {
+		if u.err != nil {
+			t.Fatalf("%s: %v", u.component, u.err)
+		}
+	}
+	if most != 2 {
+		t.Errorf("at most %d units ran at once, want 2; order %v", most, order)
+	}
+	idx := func(ev string) int { return slices.Index(order, ev) }
+	if idx("start b") < idx("end a") {
+		t.Errorf("b started before its dependency a finished: %v", order)
+	}
 }

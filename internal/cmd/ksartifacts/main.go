@@ -1,6 +1,6 @@
 // Command ksartifacts builds, locates and verifies kubesmith's offline artifact bundle (`make artifacts`).
 //
-//	ksartifacts build  [--k8s v1.37.2[,v1.36.3]] [--out DIR] [--cache DIR] [--tools] [--skip a,b] [--set comp=ver,...]
+//	ksartifacts build  [--k8s v1.37.2[,v1.36.3]] [--out DIR] [--cache DIR] [--tools] [--skip a,b] [--set comp=ver,...] [--jobs 2]
 //	ksartifacts verify [--bundle DIR]
 //	ksartifacts path   [--out DIR] [--cache DIR]
 //	ksartifacts tool   tofu|golangci-lint [--cache DIR]
@@ -32,7 +32,7 @@ func main() {
 }
 
 const usage = `usage:
-  ksartifacts build  [--k8s v1.37.2[,v1.36.3]] [--out DIR] [--cache DIR] [--tools] [--skip a,b] [--set comp=ver,...]
+  ksartifacts build  [--k8s v1.37.2[,v1.36.3]] [--out DIR] [--cache DIR] [--tools] [--skip a,b] [--set comp=ver,...] [--jobs 2]
   ksartifacts verify [--bundle DIR]
   ksartifacts path   [--out DIR] [--cache DIR]
   ksartifacts tool   tofu|golangci-lint [--cache DIR]
@@ -108,9 +108,13 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cache := fs.String("cache", "", "cache directory (default ${XDG_CACHE_HOME:-~/.cache}/kubesmith)")
 	tools := fs.Bool("tools", false, "also build the host tools (OpenTofu, golangci-lint) into the bundle")
 	skip := fs.String("skip", "", "components to leave out, comma-separated (e.g. traefik,deb)")
+	jobs := fs.Int("jobs", 2, "components built at once")
 	set := fs.String("set", "", "component versions, comma-separated component=version (e.g. etcd=v3.7.3,traefik=v3.6.12)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *jobs < 1 {
+		return fmt.Errorf("--jobs %d: want at least 1: %w", *jobs, errUsage)
 	}
 	v := artifacts.DefaultVersions()
 	if *k8s != "" {
@@ -127,7 +131,7 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	b := &artifacts.Builder{CacheDir: *cache, BundleDir: *out, Versions: v, Tools: *tools, Skip: splitList(*skip), Progress: stdout}
+	b := &artifacts.Builder{CacheDir: *cache, BundleDir: *out, Versions: v, Tools: *tools, Skip: splitList(*skip), Progress: stdout, Jobs: *jobs}
 	start := time.Now()
 	m, err := b.Build(ctx)
 	if err != nil {
