@@ -379,10 +379,13 @@ func newPoolFixture(t *testing.T) *poolFixture {
 	return px
 }
 
-// installKubelet simulates the kubelet's TLS bootstrap and the reset script on a worker.
+// installKubelet simulates the kubelet's TLS bootstrap and the reset script on a worker. Like the real kubelet,
+// it writes its kubeconfig as soon as it starts with a bootstrap kubeconfig, and its client certificate only
+// once the CSR is approved.
 func (px *poolFixture) installKubelet(h *phasetest.Host) {
 	check := func(cmd string) (node.Result, error) {
-		if _, ok := h.File(phase.KubeletConf); ok {
+		_, conf := h.File(phase.KubeletConf)
+		if _, cert := h.File(phase.KubeletClientCert); conf && cert {
 			return node.Result{Stdout: "joined\n"}, nil
 		}
 		word := "new"
@@ -398,6 +401,7 @@ func (px *poolFixture) installKubelet(h *phasetest.Host) {
 		if err != nil {
 			return node.Result{}, err
 		}
+		h.Fake.SetFile(phase.KubeletConf, []byte("kubelet kubeconfig of "+h.Name+", pointing at "+phase.KubeletClientCert), 0o600)
 		id, secret, _ := strings.Cut(kc.Token, ".")
 		csrName := "csr-" + h.Name
 		px.api.mu.Lock()
@@ -410,7 +414,7 @@ func (px *poolFixture) installKubelet(h *phasetest.Host) {
 		}
 		px.api.mu.Unlock()
 		if px.api.approved(csrName) {
-			h.Fake.SetFile(phase.KubeletConf, []byte("kubelet kubeconfig of "+h.Name), 0o600)
+			h.Fake.SetFile(phase.KubeletClientCert, []byte("kubelet client certificate of "+h.Name), 0o600)
 			px.api.mu.Lock()
 			px.api.registerNode(h.Name, true)
 			px.api.mu.Unlock()
@@ -418,7 +422,7 @@ func (px *poolFixture) installKubelet(h *phasetest.Host) {
 		}
 		return node.Result{Stdout: word + "\n"}, nil
 	}
-	h.Fake.OnFunc(`^test -s /etc/kubernetes/kubelet\.conf && echo joined \|\| echo (new|waiting)$`, check)
+	h.Fake.OnFunc(`^test -s /etc/kubernetes/kubelet\.conf && test -s /var/lib/kubelet/pki/kubelet-client-current\.pem && echo joined \|\| echo (new|waiting)$`, check)
 	h.Fake.OnFunc(`^rm -f /etc/kubernetes/bootstrap-kubelet\.conf$`, func(string) (node.Result, error) {
 		h.Fake.RemoveFile(phase.BootstrapKubeconfig)
 		return node.Result{}, nil

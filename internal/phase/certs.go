@@ -14,16 +14,20 @@ import (
 
 // Certificate and kubeconfig locations (the same as kubeadm's, so operators find them).
 const (
-	KubeletPKIDir   = "/var/lib/kubelet/pki"
-	KubeconfigDir   = "/etc/kubernetes"
-	AdminConf       = KubeconfigDir + "/admin.conf"
-	KubeletConf     = KubeconfigDir + "/kubelet.conf"
-	KubeProxyConf   = KubeconfigDir + "/kube-proxy.conf"
-	FlannelConf     = KubeconfigDir + "/flannel.conf"
-	ControllerConf  = KubeconfigDir + "/controller-manager.conf"
-	SchedulerConf   = KubeconfigDir + "/scheduler.conf"
-	PoolManagerCert = StateDir + "/pki/pool-manager.crt"
-	PoolManagerKey  = StateDir + "/pki/pool-manager.key"
+	KubeletPKIDir = "/var/lib/kubelet/pki"
+	KubeconfigDir = "/etc/kubernetes"
+	AdminConf     = KubeconfigDir + "/admin.conf"
+	KubeletConf   = KubeconfigDir + "/kubelet.conf"
+	// KubeletClientCert is where a bootstrapped kubelet keeps its client certificate and key. The kubelet writes
+	// KubeletConf, pointing at it, as soon as it starts, before its CSR is even approved: only this file says
+	// that the TLS bootstrap finished.
+	KubeletClientCert = KubeletPKIDir + "/kubelet-client-current.pem"
+	KubeProxyConf     = KubeconfigDir + "/kube-proxy.conf"
+	FlannelConf       = KubeconfigDir + "/flannel.conf"
+	ControllerConf    = KubeconfigDir + "/controller-manager.conf"
+	SchedulerConf     = KubeconfigDir + "/scheduler.conf"
+	PoolManagerCert   = StateDir + "/pki/pool-manager.crt"
+	PoolManagerKey    = StateDir + "/pki/pool-manager.key"
 	// EncryptionKeyFile and KeepalivedPasswordFile keep the raw secrets on the masters so that a crashed first
 	// run, or an import, recovers them.
 	EncryptionKeyFile      = StateDir + "/pki/encryption.key"

@@ -161,11 +161,13 @@ func (c *Cluster) WorkerFiles(ctx context.Context, t *Target, auth WorkerAuthori
 	return files, nil
 }
 
-// startKubelet starts the kubelet. A worker without a kubelet kubeconfig joins through TLS bootstrap: a
+// startKubelet starts the kubelet. A worker without a kubelet client certificate joins through TLS bootstrap: a
 // one-node bootstrap token is written, the kubelet's client CSR is approved by the authority, and the token
-// file is removed once the kubelet has written its own kubeconfig.
+// file is removed once the kubelet holds its certificate. (Its kubeconfig alone proves nothing: the kubelet
+// writes it before it even sends the CSR.)
 func (c *Cluster) startKubelet(ctx context.Context, t *Target, auth WorkerAuthority, changed []string) error {
-	res, err := t.Runner.Run(ctx, "test -s "+KubeletConf+" && echo joined || echo new")
+	joined := "test -s " + KubeletConf + " && test -s " + KubeletClientCert
+	res, err := t.Runner.Run(ctx, joined+" && echo joined || echo new")
 	if err != nil {
 		return fmt.Errorf("checking the kubelet kubeconfig: %w", err)
 	}
@@ -190,7 +192,7 @@ func (c *Cluster) startKubelet(ctx context.Context, t *Target, auth WorkerAuthor
 		if _, err := auth.ApproveNodeClient(ctx, t.Name); err != nil {
 			return false, err
 		}
-		res, err := t.Runner.Run(ctx, "test -s "+KubeletConf+" && echo joined || echo waiting")
+		res, err := t.Runner.Run(ctx, joined+" && echo joined || echo waiting")
 		if err != nil {
 			return false, err
 		}
