@@ -192,9 +192,10 @@ func runLibvirtCluster(ctx context.Context, t *testing.T, tm *timings, cluster s
 			defer cancel()
 			if out, err := tf.run(c, "destroy", "-auto-approve", "-input=false", "-no-color"); err != nil {
 				t.Errorf("cleanup destroy failed: %v\n%s", err, tail(out, 30))
-				// The cluster may be unreachable (no drain possible): still leave no VM behind.
-				lvRemoveLeftovers(t, c, prefix)
 			}
+			// The cluster may be unreachable (no drain possible), or a killed provider may have created a VM that
+			// no state records: still leave no VM behind.
+			lvRemoveLeftovers(t, c, prefix)
 		}
 	})
 	n := len(masters) + len(workers)
