@@ -79,6 +79,15 @@ func (f *fakeEngine) ValidateCluster(_ context.Context, spec engine.ClusterSpec)
 // DesiredClusterHash hashes what would be rendered on the hosts: the spec without connection details and
 // without the local kubeconfig file, plus the UID.
 func (f *fakeEngine) DesiredClusterHash(spec engine.ClusterSpec, uid string) (string, error) {
+	b, err := f.DesiredClusterConfig(spec, uid)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+func (f *fakeEngine) DesiredClusterConfig(spec engine.ClusterSpec, uid string) ([]byte, error) {
 	spec = fakeMachines(spec)
 	spec.SSH, spec.Artifacts, spec.KubeconfigPath = engine.SSH{}, engine.Artifacts{}, ""
 	spec.ControlPlane = append([]engine.Host(nil), spec.ControlPlane...) // do not edit the caller's hosts
@@ -88,10 +97,9 @@ func (f *fakeEngine) DesiredClusterHash(spec engine.ClusterSpec, uid string) (st
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
-		return "", fmt.Errorf("hash spec: %w", err)
+		return nil, fmt.Errorf("hash spec: %w", err)
 	}
-	sum := sha256.Sum256(append(b, uid...))
-	return hex.EncodeToString(sum[:]), nil
+	return append(b, uid...), nil
 }
 
 func (f *fakeEngine) ApplyCluster(ctx context.Context, spec engine.ClusterSpec, prior *engine.ClusterState, progress engine.Progress) (engine.ClusterState, error) {

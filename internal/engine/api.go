@@ -45,6 +45,8 @@ type API interface {
 	ValidateCluster(ctx context.Context, spec ClusterSpec) []FieldError
 	// DesiredClusterHash is the config hash Apply would produce for spec on a cluster with this UID.
 	DesiredClusterHash(spec ClusterSpec, uid string) (string, error)
+	// DesiredClusterConfig is the JSON DesiredClusterHash hashes, for diagnostics.
+	DesiredClusterConfig(spec ClusterSpec, uid string) ([]byte, error)
 	// ApplyCluster creates or converges the cluster. prior is nil on create. On error it still returns
 	// everything that exists (UID, PKI) so that state keeps it.
 	ApplyCluster(ctx context.Context, spec ClusterSpec, prior *ClusterState, progress Progress) (ClusterState, error)

@@ -66,6 +66,17 @@ func nonNil(s []string) []string {
 // DesiredClusterHash implements API. It covers everything that decides what is rendered on the hosts, so any
 // change, or drift observed by Read, shows as an in-place update.
 func (e *Engine) DesiredClusterHash(spec ClusterSpec, uid string) (string, error) {
+	b, err := e.DesiredClusterConfig(spec, uid)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16]), nil
+}
+
+// DesiredClusterConfig is what DesiredClusterHash hashes (JSON): the cluster's record without its SSH access
+// details. The provider logs it when a plan finds the hosts' configuration different, to show what changed.
+func (e *Engine) DesiredClusterConfig(spec ClusterSpec, uid string) ([]byte, error) {
 	spec = withDefaults(spec)
 	if v, ok := NormalizeVersion(spec.KubernetesVersion); ok {
 		spec.KubernetesVersion = v
@@ -82,10 +93,9 @@ func (e *Engine) DesiredClusterHash(spec ClusterSpec, uid string) (string, error
 		R record `json:"r"`
 	}{engineConfigVersion, r})
 	if err != nil {
-		return "", fmt.Errorf("hashing the cluster spec: %w", err)
+		return nil, fmt.Errorf("hashing the cluster spec: %w", err)
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16]), nil
+	return b, nil
 }
 
 // ApplyCluster implements API.

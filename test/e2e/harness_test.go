@@ -155,9 +155,23 @@ func (r *tfRunner) emptyPlan(ctx context.Context) error {
 		return err
 	}
 	if !empty {
-		return fmt.Errorf("plan is not empty:\n%s", tail(out, 40))
+		return fmt.Errorf("plan is not empty:\n%s", planBody(out, 200))
 	}
 	return nil
+}
+
+// planBody is a plan's output from its list of actions on (at most n lines), where the changed attributes are.
+func planBody(out string, n int) string {
+	if i := strings.Index(out, "Terraform will perform the following actions"); i >= 0 {
+		out = out[i:]
+	} else if i := strings.Index(out, "OpenTofu will perform the following actions"); i >= 0 {
+		out = out[i:]
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) > n {
+		lines = append(lines[:n], "...")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func tail(s string, n int) string {
