@@ -118,7 +118,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 				return
 			}
 			plan.ConfigHash = types.StringValue(hash)
-			if applied := prior.ConfigHash.ValueString(); applied != hash && !strings.HasPrefix(applied, "drift") && applied != "" {
+			if applied := prior.ConfigHash.ValueString(); applied != hash && applied != "" {
 				if cfg, err := r.data.engine.DesiredClusterConfig(spec, prior.ClusterUID.ValueString()); err == nil {
 					tflog.Info(ctx, "the desired configuration differs from the one the hosts were installed with; "+
 						"compare it with /var/lib/kubesmith/cluster.json on a master", map[string]any{"applied_hash": applied, "desired_hash": hash, "desired": string(cfg)})

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -449,8 +450,15 @@ func (e *Engine) observeWith(ctx context.Context, c *phase.Cluster, state *Clust
 	state.ConfigHash = c.AppliedHash
 	for _, n := range state.Nodes {
 		if n.Reachable && n.ConfigHash != c.AppliedHash {
-			state.ConfigHash = "drift:" + n.Name
-			break
+			if state.ConfigHash == c.AppliedHash {
+				state.ConfigHash = "drift:" + n.Name
+			}
+			if n.ConfigHash != "drift" {
+				var rec bytes.Buffer
+				_ = json.Compact(&rec, c.Record)
+				state.Drift = append(state.Drift, fmt.Sprintf("%s: installed from configuration %s, the state describes %s: %s",
+					n.Name, n.ConfigHash, c.AppliedHash, rec.String()))
+			}
 		}
 	}
 	return nil

@@ -185,6 +185,16 @@ func tail(s string, n int) string {
 // kubectl runs the bundle's kubectl on this machine against the cluster.
 type kubectl struct {
 	bin, kubeconfig string
+	// requestTimeout is kubectl's --request-timeout; 20s when empty. TCG masters need more.
+	requestTimeout string
+}
+
+func (k kubectl) args(args []string) []string {
+	rt := k.requestTimeout
+	if rt == "" {
+		rt = "20s"
+	}
+	return append([]string{"--kubeconfig", k.kubeconfig, "--request-timeout=" + rt}, args...)
 }
 
 func newKubectl(t *testing.T, kubeconfig string) kubectl {
@@ -209,7 +219,7 @@ func newKubectl(t *testing.T, kubeconfig string) kubectl {
 }
 
 func (k kubectl) run(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, k.bin, append([]string{"--kubeconfig", k.kubeconfig, "--request-timeout=20s"}, args...)...)
+	cmd := exec.CommandContext(ctx, k.bin, k.args(args)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, tail(string(out), 20))
@@ -218,7 +228,7 @@ func (k kubectl) run(ctx context.Context, args ...string) (string, error) {
 }
 
 func (k kubectl) stdin(ctx context.Context, in string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, k.bin, append([]string{"--kubeconfig", k.kubeconfig, "--request-timeout=20s"}, args...)...)
+	cmd := exec.CommandContext(ctx, k.bin, k.args(args)...)
 	cmd.Stdin = strings.NewReader(in)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -167,6 +167,13 @@ func runLibvirtCluster(ctx context.Context, t *testing.T, tm *timings, cluster s
 	prefix := "ks-" + cluster + "-"
 	lvRemoveLeftovers(t, ctx, prefix)
 	dir := t.TempDir()
+	if os.Getenv("KUBESMITH_E2E_KEEP") != "" { // keep the state and the SSH key with the VMs
+		var err error
+		if dir, err = os.MkdirTemp("", "kubesmith-e2e-libvirt-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("KUBESMITH_E2E_KEEP: state, SSH key and kubeconfig stay in %s", dir)
+	}
 	data, err := os.ReadFile(filepath.Join(repoRoot(t), "test", "e2e", "testdata", "libvirt", "main.tf"))
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +219,7 @@ func runLibvirtCluster(ctx context.Context, t *testing.T, tm *timings, cluster s
 	tm.Phases = append(tm.Phases, applyBreakdown(t, logPath, applyStart, applyEnd)...)
 
 	k := newKubectl(t, kubeconfig)
+	k.requestTimeout = "2m" // a TCG master answers slowly while it is busy
 	workerName := machine.Name(cluster, "w", 1)
 	tm.measure(t, fmt.Sprintf("%d nodes Ready", n), func() error {
 		return eventually(ctx, 10*time.Minute, 5*time.Second, func(ctx context.Context) error {
@@ -236,7 +244,10 @@ spec:
     image: ` + echoImage(t) + `
     imagePullPolicy: Never
 `
-		if _, err := k.stdin(ctx, pod, "apply", "-f", "-"); err != nil {
+		if err := eventually(ctx, 5*time.Minute, 5*time.Second, func(ctx context.Context) error {
+			_, err := k.stdin(ctx, pod, "apply", "-f", "-")
+			return err
+		}); err != nil {
 			return err
 		}
 		if _, err := k.run(ctx, "wait", "--for=condition=Ready", "pod/probe", "--timeout=600s"); err != nil {
