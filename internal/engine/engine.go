@@ -133,7 +133,9 @@ func withDefaults(s ClusterSpec) ClusterSpec {
 	if s.Addons == nil {
 		s.Addons = DefaultAddons()
 	} else {
-		s.Addons = slices.Sorted(slices.Values(s.Addons))
+		// Sorted, and still non-nil when empty: an empty list means "no optional add-ons", nil "the defaults".
+		s.Addons = append(make([]string, 0, len(s.Addons)), s.Addons...)
+		slices.Sort(s.Addons)
 	}
 	if s.Libvirt != nil {
 		s.ControlPlane = expandMachines(s.ControlPlane, s.Name, masterRole, s.Libvirt)

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -53,6 +54,12 @@ func TestApplyClusterOnVMs(t *testing.T) {
 	fx, drv := newVMFixture(t)
 	ctx := context.Background()
 	spec := vmSpec(t, fx)
+	// As the provider passes it: the slow-host tuning it plans (without the engine's own API check timeout),
+	// and no optional add-ons.
+	spec.Libvirt.Accelerator = "auto"
+	spec.Tuning = TCGTuning()
+	spec.Tuning.APICheckTimeout = 0
+	spec.Addons = []string{}
 	var phases []string
 	st, err := fx.eng.ApplyCluster(ctx, spec, nil, func(e Event) { phases = append(phases, e.Phase) })
 	if err != nil {
@@ -89,6 +96,14 @@ func TestApplyClusterOnVMs(t *testing.T) {
 	if err != nil || res.Gone || len(res.State.Machines) != 3 {
 		t.Fatalf("ReadCluster: %+v, %v", res, err)
 	}
+	// No drift right after an apply: what Read observes, what the state says and what a plan computes agree.
+	want, err := fx.eng.DesiredClusterHash(spec, st.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State.ConfigHash != st.ConfigHash || want != st.ConfigHash || len(res.Warnings) > 0 {
+		t.Errorf("config hash: applied %s, read %s, planned %s; warnings %q", st.ConfigHash, res.State.ConfigHash, want, res.Warnings)
+	}
 	dials := len(fx.dials)
 	if err := fx.eng.DeleteCluster(ctx, spec, st, nil); err != nil {
 		t.Fatalf("DeleteCluster: %v", err)
@@ -117,6 +132,27 @@ func TestApplyClusterOnVMsKeepsMachinesOnFailure(t *testing.T) {
 	}
 	if len(fx.dials) != 0 {
 		t.Errorf("connected to hosts although the VMs failed: %v", fx.dials)
+	}
+}
+
+// TestWithDefaultsIsIdempotent: the apply normalizes a spec that the config hash normalizes again, while a plan
+// normalizes it once; a second pass must change nothing (an empty add-on list once became the defaults).
+func TestWithDefaultsIsIdempotent(t *testing.T) {
+	fx, _ := newVMFixture(t)
+	for name, edit := range map[string]func(*ClusterSpec){
+		"hosts":             func(*ClusterSpec) {},
+		"libvirt":           func(s *ClusterSpec) { *s = vmSpec(t, fx) },
+		"no add-ons":        func(s *ClusterSpec) { s.Addons = []string{} },
+		"unsorted add-ons":  func(s *ClusterSpec) { s.Addons = []string{"metrics-server", "metallb"} },
+		"libvirt, no addon": func(s *ClusterSpec) { *s = vmSpec(t, fx); s.Addons = []string{}; s.Tuning = TCGTuning() },
+	} {
+		s := fx.spec()
+		edit(&s)
+		once := withDefaults(s)
+		twice := withDefaults(once)
+		if !reflect.DeepEqual(once, twice) {
+			t.Errorf("%s: a second withDefaults changed the spec:\n%+v\n%+v", name, once, twice)
+		}
 	}
 }
 
