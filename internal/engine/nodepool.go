@@ -1102,8 +1102,11 @@ func newKubeAPI(j Join, creds PoolCredentials) (*kubeAPI, error) {
 		TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 	}
-	return &kubeAPI{base: strings.TrimSuffix(j.Endpoint, "/"), client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+	return &kubeAPI{base: strings.TrimSuffix(j.Endpoint, "/"), client: &http.Client{Transport: tr}}, nil
 }
+
+// kubeAPIRequestTimeout bounds one API request on real hardware (see phase.Scaled).
+const kubeAPIRequestTimeout = 30 * time.Second
 
 // do sends body (JSON, or a merge patch when contentType says so) and decodes the answer into out.
 func (k *kubeAPI) do(ctx context.Context, method, path, contentType string, body, out any) error {
@@ -1115,6 +1118,9 @@ func (k *kubeAPI) do(ctx context.Context, method, path, contentType string, body
 		}
 		rd = bytes.NewReader(b)
 	}
+	// One request may take kubeAPIRequestTimeout, longer on slow (emulated) masters.
+	ctx, cancel := context.WithTimeout(ctx, phase.Scaled(ctx, kubeAPIRequestTimeout))
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, k.base+path, rd)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)

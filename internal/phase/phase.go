@@ -206,10 +206,7 @@ func AnyUnder(changed []string, paths ...string) bool {
 // Poll runs check every interval until it returns true, an error, or ctx or timeout ends. The last check
 // error is reported on timeout.
 func Poll(ctx context.Context, interval, timeout time.Duration, what string, check func(context.Context) (bool, error)) error {
-	if f, ok := ctx.Value(waitScaleKey{}).(int); ok && f > 1 {
-		timeout *= time.Duration(f)
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, Scaled(ctx, timeout))
 	defer cancel()
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -251,4 +248,12 @@ type waitScaleKey struct{}
 // TCG-emulated VMs on a busy host start services 5-30x slower (kube-apiserver needed 5 minutes to /readyz).
 func WithWaitScale(ctx context.Context, factor int) context.Context {
 	return context.WithValue(ctx, waitScaleKey{}, factor)
+}
+
+// Scaled is d stretched by the wait scale of ctx (see WithWaitScale), for timeouts outside Poll.
+func Scaled(ctx context.Context, d time.Duration) time.Duration {
+	if f, ok := ctx.Value(waitScaleKey{}).(int); ok && f > 1 {
+		return d * time.Duration(f)
+	}
+	return d
 }
