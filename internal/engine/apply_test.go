@@ -44,7 +44,7 @@ func newEngineFixture(t *testing.T) *engineFixture {
 
 // newEngine returns a fresh Engine on the same hosts, as a new provider process would be.
 func (fx *engineFixture) newEngine() *Engine {
-	return New(Options{Dial: fx.dial, Now: func() time.Time { return fx.now }})
+	return New(Options{Dial: fx.dial, Now: func() time.Time { return fx.now }, StartGrace: 2 * time.Second})
 }
 
 func (fx *engineFixture) dial(_ context.Context, cfg node.Config) (node.Runner, error) {

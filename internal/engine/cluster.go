@@ -375,7 +375,7 @@ func (e *Engine) phaseCluster(spec ClusterSpec, state ClusterState, bundle *arti
 		PoolManager: pki.KeyPair{CertPEM: []byte(state.Pool.ClientCert), KeyPEM: []byte(state.Pool.ClientKey)},
 		Masters:     masters, AppliedHash: hash, Record: rec,
 		Bundle: bundle, Select: phase.Selection{Manifest: bundle.Manifest(), KubernetesVersion: normVersion(spec), Arch: arch},
-		Progress: p, Now: e.opts.Now, Parallel: e.opts.Parallelism,
+		Progress: p, Now: e.opts.Now, Parallel: e.opts.Parallelism, StartGrace: e.opts.StartGrace,
 	}
 	return c, nil
 }

@@ -29,6 +29,9 @@ type Options struct {
 	Now func() time.Time
 	// Parallelism bounds how many hosts are worked on at once; 8 by default.
 	Parallelism int
+	// StartGrace is phase.Cluster.StartGrace: how long a unit whose start failed may take to come up through
+	// systemd's restarts; 2 minutes when zero (tests shorten it).
+	StartGrace time.Duration
 	// LibvirtURI is where libvirt machines are created; qemu:///system when empty.
 	LibvirtURI string
 	// NewLibvirt builds the driver of libvirt machines; machine.NewLibvirt by default. Tests pass a fake.

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -25,7 +26,7 @@ func newVMFixture(t *testing.T) (*engineFixture, *machinetest.Driver) {
 	phasetest.WriteBundle(t, fx.bundleDir, phasetest.BundleEntries())
 	fx.sim = phasetest.NewSim(t, "172.30.0.250", "ks-demo-m-1", "172.30.0.11", "ks-demo-m-2", "172.30.0.12", "ks-demo-m-3", "172.30.0.13")
 	drv := machinetest.New(func(string) string { return testHostKey })
-	fx.eng = New(Options{Dial: fx.dial, NewLibvirt: func(machine.LibvirtOptions) (machine.Driver, error) { return drv, nil }})
+	fx.eng = New(Options{Dial: fx.dial, NewLibvirt: func(machine.LibvirtOptions) (machine.Driver, error) { return drv, nil }, StartGrace: 2 * time.Second})
 	return fx, drv
 }
 

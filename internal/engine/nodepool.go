@@ -469,7 +469,7 @@ func (e *Engine) workerCluster(spec NodePoolSpec, hostHash string, workers []*ph
 		CAs:       pki.ClusterCAs{Cluster: pki.KeyPair{CertPEM: []byte(j.CACertificate)}},
 		Workers:   workers, AppliedHash: hostHash,
 		Bundle: bundle, Select: phase.Selection{Manifest: bundle.Manifest(), KubernetesVersion: v, Arch: arch},
-		Progress: p, Now: e.opts.Now, Parallel: e.opts.Parallelism,
+		Progress: p, Now: e.opts.Now, Parallel: e.opts.Parallelism, StartGrace: e.opts.StartGrace,
 	}, nil
 }
 

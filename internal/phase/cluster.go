@@ -53,6 +53,9 @@ type Cluster struct {
 	Now      func() time.Time
 	// Parallel bounds concurrent hosts.
 	Parallel int
+	// StartGrace is how long a unit whose start failed may take to come up through systemd's own restarts
+	// before the phase fails; 2 minutes (scaled on slow machines) when zero, no wait when negative.
+	StartGrace time.Duration
 }
 
 // apiCheckSeconds is APICheckTimeout in whole seconds, at least 1; 2 when unset.

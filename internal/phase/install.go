@@ -1,6 +1,7 @@
 package phase
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -236,7 +237,23 @@ func markPending(ctx context.Context, t *Target, changed []string) error {
 }
 
 func (c *Cluster) startUnit(ctx context.Context, t *Target, unit string, changed []string) error {
-	return EnsureService(ctx, t.Runner, unit, triggered(unit, changed), unit == "etcd", PendingDir+"/"+unit)
+	err := EnsureService(ctx, t.Runner, unit, triggered(unit, changed), unit == "etcd", PendingDir+"/"+unit)
+	if err == nil {
+		return nil
+	}
+	// kubesmith's units restart on failure: a start that failed on a transient cause (flanneld could not reach
+	// a busy apiserver in time) recovers by itself. Give systemd's restarts a chance before failing.
+	grace := cmp.Or(c.StartGrace, 2*time.Minute)
+	if grace < 0 {
+		return err
+	}
+	if perr := Poll(ctx, min(5*time.Second, grace/10), grace, unit+" on "+t.Name+" to come up after a failed start", func(ctx context.Context) (bool, error) {
+		_, err := t.Runner.Run(ctx, "systemctl is-active --quiet "+node.Quote(unit))
+		return err == nil, nil
+	}); perr == nil {
+		return nil
+	}
+	return err
 }
 
 // ContainerdReadyCommand succeeds once containerd answers and serves the CRI API the kubelet uses.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -81,7 +82,7 @@ func newInstallFixture(t *testing.T) *installFixture {
 		CAs: cas, EncryptionKey: pki.NewEncryptionKey(), KeepalivedPassword: "k8sVRRP1", PoolManager: pool,
 		Masters: masters, AppliedHash: "0123456789abcdef0123456789abcdef", Record: []byte(`{"name":"demo"}`),
 		Bundle: bundle, Select: phase.Selection{Manifest: m, KubernetesVersion: "v1.37.2", Arch: "amd64"},
-		Now: func() time.Time { return now }, Parallel: 8,
+		Now: func() time.Time { return now }, Parallel: 8, StartGrace: 2 * time.Second,
 	}
 	return &installFixture{c: c, sim: sim, bundleDir: dir, manifest: m, now: now}
 }
@@ -574,6 +575,28 @@ func TestInstallFailureNamesHostAndUnit(t *testing.T) {
 		if _, ok := h.Fake.File(phase.AppliedHash); ok {
 			t.Errorf("%s: applied hash recorded although the run failed", h.Name)
 		}
+	}
+}
+
+// TestInstallWaitsForAUnitThatRestartsAfterAFailedStart: when a unit's start fails but systemd's own restart
+// brings it up (flanneld once could not reach a busy TCG apiserver in time), the install goes on.
+func TestInstallWaitsForAUnitThatRestartsAfterAFailedStart(t *testing.T) {
+	fx := newInstallFixture(t)
+	h := fx.sim.Host("m2")
+	h.FailStart("kube-proxy", true)
+	checks := 0
+	h.Fake.OnFunc(`^systemctl is-active --quiet kube-proxy$`, func(string) (node.Result, error) {
+		checks++
+		if checks < 2 {
+			return node.Result{ExitCode: 3}, errors.New("inactive")
+		}
+		return node.Result{}, nil // systemd restarted it
+	})
+	if err := phase.Install(context.Background(), fx.c); err != nil {
+		t.Fatalf("install failed although kube-proxy came up through its restart: %v", err)
+	}
+	if checks < 2 {
+		t.Errorf("kube-proxy's state was checked %d times, want a wait until it is active", checks)
 	}
 }
 

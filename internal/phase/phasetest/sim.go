@@ -7,6 +7,7 @@ package phasetest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -283,6 +284,12 @@ func (h *Host) install() {
 	f.OnFunc(simEnsureServiceRE, h.locked(h.ensureService))
 	f.OnFunc(simMarkPendingRE, h.locked(h.markPending))
 	f.OnFunc(`^systemctl daemon-reload$`, h.locked(h.daemonReload))
+	f.OnFunc(`^systemctl is-active --quiet (\S+)$`, h.locked(func(cmd string) (node.Result, error) {
+		if h.active[strings.Fields(cmd)[3]] {
+			return node.Result{}, nil
+		}
+		return node.Result{ExitCode: 3}, errors.New("inactive")
+	}))
 	f.OnFunc(`^journalctl -u (\S+) -n 25 --no-pager 2>&1 \| tail -n 25$`, h.locked(func(cmd string) (node.Result, error) {
 		return node.Result{Stdout: "-- sim journal: start failed --\n"}, nil
 	}))
