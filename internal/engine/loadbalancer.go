@@ -432,6 +432,7 @@ func lbConfig(spec LoadBalancerSpec, password string) phase.LBConfig {
 // frontend from hosts that left the spec.
 func (e *Engine) ApplyLoadBalancer(ctx context.Context, spec LoadBalancerSpec, prior *LoadBalancerState, progress Progress) (LoadBalancerState, error) {
 	spec = lbDefaults(spec)
+	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	state := LoadBalancerState{ClusterUID: spec.Cluster.ClusterUID}
 	if prior != nil {
 		state = *prior
@@ -985,6 +986,7 @@ func lbServices(ctx context.Context, api *kubeAPI, spec LoadBalancerSpec, warn f
 // ReadLoadBalancer implements API.
 func (e *Engine) ReadLoadBalancer(ctx context.Context, spec LoadBalancerSpec, state LoadBalancerState) (LoadBalancerReadResult, error) {
 	spec = lbDefaults(spec)
+	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	res := LoadBalancerReadResult{State: state}
 	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
 	if err != nil {
@@ -1014,6 +1016,7 @@ func (e *Engine) ReadLoadBalancer(ctx context.Context, spec LoadBalancerSpec, st
 // the frontends from every host.
 func (e *Engine) DeleteLoadBalancer(ctx context.Context, spec LoadBalancerSpec, state LoadBalancerState, progress Progress) error {
 	spec = lbDefaults(spec)
+	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	withMachineKeys(spec.Hosts, state.Machines)
 	p := progressAdapter(progress)
 	api, err := newKubeAPI(spec.Cluster, spec.Credentials)

@@ -625,6 +625,7 @@ func (e *Engine) resetWorkers(ctx context.Context, spec NodePoolSpec, hosts []Ho
 // DeleteNodePool implements API: every worker is drained, its Node deleted and the host reset.
 func (e *Engine) DeleteNodePool(ctx context.Context, spec NodePoolSpec, state NodePoolState, progress Progress) error {
 	spec = poolDefaults(spec)
+	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
 	if err != nil {
 		return err
@@ -643,6 +644,7 @@ func (e *Engine) DeleteNodePool(ctx context.Context, spec NodePoolSpec, state No
 // ReadNodePool implements API. Unreachable hosts give warnings and never a removal.
 func (e *Engine) ReadNodePool(ctx context.Context, spec NodePoolSpec, state NodePoolState) (NodePoolReadResult, error) {
 	spec = poolDefaults(spec)
+	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	if spec.Libvirt != nil {
 		out := NodePoolReadResult{State: state}
 		if done, err := e.readPoolMachines(ctx, &spec, &out); done || err != nil {
@@ -1417,6 +1419,13 @@ func (p *kubePod) skipped() bool {
 	return p.Status.Phase == "Succeeded" || p.Status.Phase == "Failed"
 }
 
+// transientAPIError reports whether a request failed without an answer from the apiserver: a timeout, a
+// refused or reset connection, a cut-off answer. An apiError (any HTTP status) is not transient here.
+func transientAPIError(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // drainInterval is how often drain retries evictions and checks for pods that are still there.
 const drainInterval = 500 * time.Millisecond
 
@@ -1428,15 +1437,19 @@ func (k *kubeAPI) drain(ctx context.Context, name string, timeout time.Duration)
 	tick := time.NewTicker(drainInterval)
 	defer tick.Stop()
 	blocked := map[string]string{}
+	var lastErr error // the last failed pod listing, reported on timeout
 	for {
 		var list struct {
 			Items []kubePod `json:"items"`
 		}
 		q := url.Values{"fieldSelector": {"spec.nodeName=" + name}}
 		if err := k.do(dctx, http.MethodGet, "/api/v1/pods?"+q.Encode(), "", nil, &list); err != nil {
-			if dctx.Err() == nil {
+			// An answer from the apiserver (forbidden, say) ends the drain; a request that did not get one (a
+			// busy apiserver, a moving VIP) is tried again until the drain times out.
+			if dctx.Err() == nil && !transientAPIError(err) {
 				return fmt.Errorf("listing the pods of node %s: %w", name, err)
 			}
+			lastErr = err
 		} else {
 			var left []string
 			for i := range list.Items {
@@ -1463,6 +1476,8 @@ func (k *kubeAPI) drain(ctx context.Context, name string, timeout time.Duration)
 				case isStatus(err, http.StatusTooManyRequests) && errors.As(err, &ae):
 					blocked[p.id()] = "eviction blocked by a PodDisruptionBudget: " + ae.Message
 				case dctx.Err() != nil:
+				case transientAPIError(err):
+					blocked[p.id()] = "eviction request failed: " + err.Error()
 				default:
 					return fmt.Errorf("evicting %s from node %s: %w", p.id(), name, err)
 				}
@@ -1486,6 +1501,9 @@ func (k *kubeAPI) drain(ctx context.Context, name string, timeout time.Duration)
 				parts = append(parts, id+" ("+why+")")
 			}
 			sort.Strings(parts)
+			if len(parts) == 0 && lastErr != nil {
+				return fmt.Errorf("draining node %s timed out after %s: the pods could not be listed: %w", name, timeout, lastErr)
+			}
 			return fmt.Errorf("draining node %s timed out after %s; pods still on it: %s. Relax the PodDisruptionBudgets, move the pods, or raise drain_timeout, then apply again",
 				name, timeout, strings.Join(parts, ", "))
 		case <-tick.C:

@@ -42,8 +42,11 @@ type fakeKubeAPI struct {
 	nodes   map[string]map[string]any
 	pods    map[string][]kubePod // by node name
 	pdb     map[string]bool      // pod id -> eviction refused (429)
-	uids    int
-	denied  []string
+	// dropEvictions and dropLists cut off that many eviction requests and pod listings without an answer, as a
+	// busy apiserver or a moving VIP does.
+	dropEvictions, dropLists int
+	uids                     int
+	denied                   []string
 }
 
 // orderLog records API calls and host resets in one sequence.
@@ -237,6 +240,12 @@ func (f *fakeKubeAPI) serve(w http.ResponseWriter, r *http.Request) {
 			delete(f.nodes, name)
 			writeJSON(w, 200, map[string]any{})
 		}
+	case r.Method == http.MethodGet && p == "/api/v1/pods" && f.dropLists > 0:
+		f.dropLists--
+		panic(http.ErrAbortHandler)
+	case r.Method == http.MethodPost && strings.HasSuffix(p, "/eviction") && f.dropEvictions > 0:
+		f.dropEvictions--
+		panic(http.ErrAbortHandler)
 	case r.Method == http.MethodGet && p == "/api/v1/pods":
 		nodeName := strings.TrimPrefix(r.URL.Query().Get("fieldSelector"), "spec.nodeName=")
 		writeJSON(w, 200, map[string]any{"items": f.pods[nodeName]})
@@ -662,6 +671,47 @@ func TestNodePoolScaleDownOrderAndDrainTimeout(t *testing.T) {
 	}
 	if px.api.node("w1").Metadata.Name != "w1" {
 		t.Error("the Node was deleted although its drain failed")
+	}
+}
+
+// A drain outlasts requests that get no answer (a busy TCG master, a VIP moving between masters): it retries
+// them until drain_timeout instead of failing the delete at the first one.
+func TestDrainRetriesRequestsWithoutAnAnswer(t *testing.T) {
+	px := newPoolFixture(t)
+	ctx := context.Background()
+	spec := px.spec("w1")
+	st, err := px.eng.ApplyNodePool(ctx, spec, nil, nil)
+	if err != nil {
+		t.Fatalf("ApplyNodePool: %v", err)
+	}
+	var web kubePod
+	web.Metadata.Namespace, web.Metadata.Name, web.Status.Phase = "default", "web-1", "Running"
+	px.api.mu.Lock()
+	px.api.pods["w1"] = []kubePod{web}
+	px.api.dropLists, px.api.dropEvictions = 2, 2
+	px.api.mu.Unlock()
+	if err := px.eng.DeleteNodePool(ctx, spec, st, nil); err != nil {
+		t.Fatalf("delete failed on requests that got no answer: %v", err)
+	}
+	px.api.mu.Lock()
+	left, lists, evictions := len(px.api.pods["w1"]), px.api.dropLists, px.api.dropEvictions
+	px.api.mu.Unlock()
+	if left != 0 || lists != 0 || evictions != 0 {
+		t.Errorf("pods left %d, cut-off listings not yet sent %d, cut-off evictions not yet sent %d", left, lists, evictions)
+	}
+
+	// When every listing goes unanswered, the drain times out with the cause.
+	st2, err := px.eng.ApplyNodePool(ctx, spec, nil, nil)
+	if err != nil {
+		t.Fatalf("ApplyNodePool again: %v", err)
+	}
+	px.api.mu.Lock()
+	px.api.dropLists = 1 << 20
+	px.api.mu.Unlock()
+	spec.DrainTimeout = 1500 * time.Millisecond
+	err = px.eng.DeleteNodePool(ctx, spec, st2, nil)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 1.5s: the pods could not be listed") {
+		t.Errorf("got %v, want a drain timeout naming the failed listing", err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 // every host answers and none carries its marker.
 func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state ClusterState) (ReadResult, error) {
 	spec = withDefaults(spec)
+	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	out := ReadResult{State: state}
 	if spec.Libvirt != nil {
 		if done, err := e.readClusterMachines(ctx, &spec, &out); done || err != nil {
@@ -118,6 +119,7 @@ func (e *Engine) ReadCluster(ctx context.Context, spec ClusterSpec, state Cluste
 // DeleteCluster implements API: every host is reset to its pre-install state.
 func (e *Engine) DeleteCluster(ctx context.Context, spec ClusterSpec, state ClusterState, progress Progress) error {
 	spec = withDefaults(spec)
+	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	if spec.Libvirt != nil {
 		return e.deleteClusterMachines(ctx, spec, state, progress)
 	}

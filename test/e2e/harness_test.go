@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -187,7 +188,14 @@ type kubectl struct {
 	bin, kubeconfig string
 	// requestTimeout is kubectl's --request-timeout; 20s when empty. TCG masters need more.
 	requestTimeout string
+	// retryTransient, when set, runs a command again while it fails only because the apiserver could not be
+	// reached (a TLS handshake that took longer than client-go's fixed 10 s, a refused or reset connection), for
+	// at most this long. A busy TCG master needs it; real hardware does not.
+	retryTransient time.Duration
 }
+
+// transientKubectl matches kubectl failures where the request never reached the apiserver's handlers.
+var transientKubectl = regexp.MustCompile(`TLS handshake timeout|Unable to connect to the server|connection refused|connection reset by peer|i/o timeout|http2: client connection lost|unexpected EOF`)
 
 func (k kubectl) args(args []string) []string {
 	rt := k.requestTimeout
@@ -219,22 +227,38 @@ func newKubectl(t *testing.T, kubeconfig string) kubectl {
 }
 
 func (k kubectl) run(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, k.bin, k.args(args)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, tail(string(out), 20))
-	}
-	return string(out), nil
+	return k.invoke(ctx, nil, args)
 }
 
 func (k kubectl) stdin(ctx context.Context, in string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, k.bin, k.args(args)...)
-	cmd.Stdin = strings.NewReader(in)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, tail(string(out), 20))
+	return k.invoke(ctx, &in, args)
+}
+
+func (k kubectl) invoke(ctx context.Context, in *string, args []string) (string, error) {
+	deadline := time.Now().Add(k.retryTransient)
+	for attempt := 1; ; attempt++ {
+		cmd := exec.CommandContext(ctx, k.bin, k.args(args)...)
+		if in != nil {
+			cmd.Stdin = strings.NewReader(*in)
+		}
+		b, err := cmd.CombinedOutput()
+		out := string(b)
+		if err == nil {
+			return out, nil
+		}
+		err = fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, tail(out, 20))
+		if k.retryTransient == 0 || !transientKubectl.MatchString(out) || time.Now().After(deadline) {
+			if attempt > 1 {
+				err = fmt.Errorf("attempt %d: %w", attempt, err)
+			}
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(5 * time.Second):
+		}
 	}
-	return string(out), nil
 }
 
 // eventually retries fn every interval until it succeeds or the timeout passes.

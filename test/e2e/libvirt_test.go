@@ -220,6 +220,7 @@ func runLibvirtCluster(ctx context.Context, t *testing.T, tm *timings, cluster s
 
 	k := newKubectl(t, kubeconfig)
 	k.requestTimeout = "2m" // a TCG master answers slowly while it is busy
+	k.retryTransient = 10 * time.Minute
 	workerName := machine.Name(cluster, "w", 1)
 	tm.measure(t, fmt.Sprintf("%d nodes Ready", n), func() error {
 		return eventually(ctx, 10*time.Minute, 5*time.Second, func(ctx context.Context) error {
@@ -325,10 +326,17 @@ spec:
 // applyBreakdown splits the apply into its phases from the provider's progress log (TF_LOG_PROVIDER=INFO).
 func applyBreakdown(t *testing.T, logPath string, start, end time.Time) []phaseTiming {
 	t.Helper()
-	evs, err := readProgress(logPath)
+	all, err := readProgress(logPath)
 	if err != nil {
 		t.Logf("no phase breakdown: %v", err)
 		return nil
+	}
+	// The log file is appended to by every run: only this apply's events count.
+	var evs []progressEvent
+	for _, e := range all {
+		if !e.at.Before(start) && !e.at.After(end) {
+			evs = append(evs, e)
+		}
 	}
 	var out []phaseTiming
 	add := func(name string, d time.Duration) {
@@ -379,8 +387,9 @@ type progressEvent struct {
 }
 
 var (
-	kvRe = regexp.MustCompile(`(\w+)=("(?:[^"\\]|\\.)*"|\S+)`)
-	tsRe = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[Z+\-][\d:]*)`)
+	kvRe  = regexp.MustCompile(`(\w+)=("(?:[^"\\]|\\.)*"|\S+)`)
+	tsRe  = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[Z+\-][\d:]*)`)
+	vmsRe = regexp.MustCompile(`: \d+ VM\(s\) of (\S+/[a-z0-9-]+):`)
 )
 
 // readProgress reads the kubesmith progress events from a terraform log file.
@@ -419,13 +428,9 @@ func readProgress(path string) ([]progressEvent, error) {
 				e.failed = true
 			}
 		}
-		if i := strings.Index(line, "machines: "); i >= 0 {
+		if m := vmsRe.FindStringSubmatch(line); m != nil {
 			// The machines event's message is "N VM(s) of <cluster>/<role>".
-			rest := line[i+len("machines: "):]
-			if j := strings.Index(rest, ":"); j >= 0 {
-				rest = rest[:j]
-			}
-			e.msg = strings.TrimSpace(rest)
+			e.msg = m[1]
 		}
 		out = append(out, e)
 	}
