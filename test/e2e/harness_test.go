@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -192,6 +193,8 @@ type kubectl struct {
 	// reached (a TLS handshake that took longer than client-go's fixed 10 s, a refused or reset connection), for
 	// at most this long. A busy TCG master needs it; real hardware does not.
 	retryTransient time.Duration
+	// retryInterval is the pause between such attempts; 5 s when zero.
+	retryInterval time.Duration
 }
 
 // transientKubectl matches kubectl failures where the request never reached the apiserver's handlers.
@@ -256,7 +259,7 @@ func (k kubectl) invoke(ctx context.Context, in *string, args []string) (string,
 		select {
 		case <-ctx.Done():
 			return out, err
-		case <-time.After(5 * time.Second):
+		case <-time.After(cmp.Or(k.retryInterval, 5*time.Second)):
 		}
 	}
 }
