@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -329,8 +330,41 @@ func (c *Cluster) waitVIP(ctx context.Context) error {
 	})
 }
 
-// Kubectl runs kubectl with the admin kubeconfig on the first master that answers.
+// kubectlUnreachable matches kubectl failures where no apiserver answered the request: client-go's fixed 10 s
+// TLS handshake timeout, refused or reset connections, timeouts. A busy apiserver (under TCG, or while the VIP
+// moves) gives them for a while; an answer from the apiserver ("Error from server ...") never matches.
+var kubectlUnreachable = regexp.MustCompile(`Unable to connect to the server|TLS handshake timeout|connection refused|connection reset by peer|i/o timeout|http2: client connection lost|net/http: request canceled`)
+
+const (
+	// kubectlUnreachableWait bounds how long Kubectl keeps trying while no apiserver answers (scaled on slow
+	// machines, see Scaled).
+	kubectlUnreachableWait = 2 * time.Minute
+	// kubectlRetryInterval is the pause between those attempts.
+	kubectlRetryInterval = 2 * time.Second
+)
+
+// Kubectl runs kubectl with the admin kubeconfig on the first master that answers. While no apiserver answers at
+// all, it tries again for up to kubectlUnreachableWait; other failures are returned at once.
 func (c *Cluster) Kubectl(ctx context.Context, args string, stdin []byte) (node.Result, error) {
+	wctx, cancel := context.WithTimeout(ctx, Scaled(ctx, kubectlUnreachableWait))
+	defer cancel()
+	tick := time.NewTicker(kubectlRetryInterval)
+	defer tick.Stop()
+	for {
+		res, err := c.kubectlOnce(wctx, args, stdin)
+		if err == nil || !kubectlUnreachable.MatchString(err.Error()) {
+			return res, err
+		}
+		select {
+		case <-wctx.Done():
+			return res, err
+		case <-tick.C:
+		}
+	}
+}
+
+// kubectlOnce runs kubectl once on each master in turn until one succeeds.
+func (c *Cluster) kubectlOnce(ctx context.Context, args string, stdin []byte) (node.Result, error) {
 	var last error
 	for _, m := range c.Masters {
 		cmd := "kubectl --kubeconfig " + AdminConf + " --request-timeout=30s " + args

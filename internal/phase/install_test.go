@@ -600,6 +600,51 @@ func TestInstallWaitsForAUnitThatRestartsAfterAFailedStart(t *testing.T) {
 	}
 }
 
+// TestKubectlOutlastsAnUnreachableAPIServer: kubectl calls that get no answer from any apiserver (client-go's
+// TLS handshake timeout against a busy TCG master) are tried again, so neither a single call (an add-on lookup)
+// nor the install fails on them.
+func TestKubectlOutlastsAnUnreachableAPIServer(t *testing.T) {
+	fx := newInstallFixture(t)
+	ctx := context.Background()
+	// Three masters: each kubectl call tries all three, so 7 drops fail two whole calls and one master of a third.
+	fx.sim.DropKubectl(7)
+	if err := phase.Install(ctx, fx.c); err != nil {
+		t.Fatalf("install failed on an apiserver that did not answer for a while: %v", err)
+	}
+	if left := fx.sim.KubectlDropsLeft(); left != 0 {
+		t.Errorf("%d dropped kubectl calls never happened", left)
+	}
+	fx.sim.DropKubectl(7)
+	if _, err := fx.c.Kubectl(ctx, "get apiservice --ignore-not-found -o name v1beta1.metrics.k8s.io", nil); err != nil {
+		t.Fatalf("the add-on lookup failed on an apiserver that did not answer for a while: %v", err)
+	}
+	if left := fx.sim.KubectlDropsLeft(); left != 0 {
+		t.Errorf("%d dropped kubectl calls never happened", left)
+	}
+}
+
+// An answer from the apiserver is not retried: Kubectl returns it at once.
+func TestKubectlReturnsAnAnswerAtOnce(t *testing.T) {
+	fx := newInstallFixture(t)
+	ctx := context.Background()
+	if err := phase.Install(ctx, fx.c); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	for _, h := range fx.sim.Hosts() {
+		h.Fake.OnFunc(`kubectl .* get widgets$`, func(string) (node.Result, error) {
+			calls++
+			return node.Result{Stderr: `error: the server doesn't have a resource type "widgets"`, ExitCode: 1}, nil
+		})
+	}
+	if _, err := fx.c.Kubectl(ctx, "get widgets", nil); err == nil || !strings.Contains(err.Error(), "widgets") {
+		t.Fatalf("got %v, want the server's answer", err)
+	}
+	if calls != len(fx.sim.Hosts()) {
+		t.Errorf("%d kubectl calls, want one per master (%d)", calls, len(fx.sim.Hosts()))
+	}
+}
+
 // TestInstallRestartsAfterFailedRun checks that a restart owed by one run survives its failure: the run that
 // writes new configuration leaves a pending-restart marker for each affected unit, and the next run, which finds
 // the files up to date, restarts those units once because of the markers, and removes them.

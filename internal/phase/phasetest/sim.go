@@ -31,6 +31,23 @@ type Sim struct {
 	hosts    []*Host
 	applies  int // successful kubectl apply calls
 	relabels int // kubectl label calls that changed a Node
+	// kubectlDrops is how many of the next kubectl calls, on any host, get no answer from the apiserver.
+	kubectlDrops int
+}
+
+// DropKubectl makes the next n kubectl calls, on any host, fail as when no apiserver answers (client-go's TLS
+// handshake timeout).
+func (s *Sim) DropKubectl(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kubectlDrops = n
+}
+
+// KubectlDropsLeft is how many of the calls DropKubectl asked for have not happened yet.
+func (s *Sim) KubectlDropsLeft() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.kubectlDrops
 }
 
 // Host is one simulated host. The exported fields describe the machine and are read by the facts script;
@@ -730,6 +747,10 @@ func (h *Host) kubectl(cmd string) (node.Result, error) {
 	}
 	if !h.apiReady() {
 		return node.Result{Stderr: "The connection to the server " + h.Addr + ":6443 was refused", ExitCode: 1}, nil
+	}
+	if h.c.kubectlDrops > 0 {
+		h.c.kubectlDrops--
+		return node.Result{Stderr: "Unable to connect to the server: net/http: TLS handshake timeout", ExitCode: 1}, nil
 	}
 	switch {
 	case args == "apply --server-side --force-conflicts --field-manager=kubesmith -f -":
