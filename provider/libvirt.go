@@ -89,7 +89,10 @@ func libvirtAttributes(pool bool) map[string]schema.Attribute {
 		},
 		"vcpu": schema.Int64Attribute{
 			Optional: true, PlanModifiers: replaceInt,
-			Description: "Virtual CPUs per VM; 2 by default.", MarkdownDescription: "Virtual CPUs per VM; `2` by default.",
+			Description: "Virtual CPUs per VM; 2 by default. Under TCG (no usable KVM) prefer 1: with QEMU 7.2 " +
+				"(Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.",
+			MarkdownDescription: "Virtual CPUs per VM; `2` by default. Under TCG (no usable KVM) prefer `1`: with " +
+				"QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.",
 		},
 		"memory_mib": schema.Int64Attribute{
 			Optional: true, PlanModifiers: replaceInt,
