@@ -191,6 +191,14 @@ func runLibvirtCluster(ctx context.Context, t *testing.T, tm *timings, cluster s
 		vcpu = 1
 		t.Logf("the lab's accelerator is %q: 1 vCPU per VM", accel)
 	}
+	if v := os.Getenv("KUBESMITH_E2E_VCPU"); v != "" { // to compare guest sizes without editing the test
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("KUBESMITH_E2E_VCPU=%q: want a positive number", v)
+		}
+		vcpu = n
+		t.Logf("KUBESMITH_E2E_VCPU: %d vCPU per VM", vcpu)
+	}
 	vj, _ := json.MarshalIndent(map[string]any{
 		"libvirt_uri": lvURI, "ssh_private_key_path": keyPath, "bundle": bundleDir(), "kubeconfig_path": kubeconfig,
 		"masters": masters, "workers": workers, "vcpu": vcpu,
