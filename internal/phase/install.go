@@ -333,7 +333,11 @@ func (c *Cluster) waitVIP(ctx context.Context) error {
 // kubectlUnreachable matches kubectl failures where no apiserver answered the request: client-go's fixed 10 s
 // TLS handshake timeout, refused or reset connections, timeouts. A busy apiserver (under TCG, or while the VIP
 // moves) gives them for a while; an answer from the apiserver ("Error from server ...") never matches.
-var kubectlUnreachable = regexp.MustCompile(`Unable to connect to the server|TLS handshake timeout|connection refused|connection reset by peer|i/o timeout|http2: client connection lost|net/http: request canceled`)
+var kubectlUnreachable = regexp.MustCompile(`Unable to connect to the server|TLS handshake timeout|connection refused|connection reset by peer|i/o timeout|http2: client connection lost|net/http: request canceled|unexpected EOF`)
+
+// KubectlUnreachable reports whether kubectl's output (or an error that carries it) says that no apiserver
+// answered, so that running the same command again may succeed.
+func KubectlUnreachable(output string) bool { return kubectlUnreachable.MatchString(output) }
 
 const (
 	// kubectlUnreachableWait bounds how long Kubectl keeps trying while no apiserver answers (scaled on slow
@@ -352,7 +356,7 @@ func (c *Cluster) Kubectl(ctx context.Context, args string, stdin []byte) (node.
 	defer tick.Stop()
 	for {
 		res, err := c.kubectlOnce(wctx, args, stdin)
-		if err == nil || !kubectlUnreachable.MatchString(err.Error()) {
+		if err == nil || !KubectlUnreachable(err.Error()) {
 			return res, err
 		}
 		select {

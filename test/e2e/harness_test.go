@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/artifacts"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/engine"
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/lab/containerhosts"
+	"github.com/kubesmith/terraform-provider-kubesmith/internal/phase"
 )
 
 // timings records how long each phase of a scenario took.
@@ -197,9 +197,6 @@ type kubectl struct {
 	retryInterval time.Duration
 }
 
-// transientKubectl matches kubectl failures where the request never reached the apiserver's handlers.
-var transientKubectl = regexp.MustCompile(`TLS handshake timeout|Unable to connect to the server|connection refused|connection reset by peer|i/o timeout|http2: client connection lost|unexpected EOF`)
-
 func (k kubectl) args(args []string) []string {
 	rt := k.requestTimeout
 	if rt == "" {
@@ -250,7 +247,7 @@ func (k kubectl) invoke(ctx context.Context, in *string, args []string) (string,
 			return out, nil
 		}
 		err = fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, tail(out, 20))
-		if k.retryTransient == 0 || !transientKubectl.MatchString(out) || time.Now().After(deadline) {
+		if k.retryTransient == 0 || !phase.KubectlUnreachable(out) || time.Now().After(deadline) {
 			if attempt > 1 {
 				err = fmt.Errorf("attempt %d: %w", attempt, err)
 			}
