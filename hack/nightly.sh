@@ -20,7 +20,7 @@ not_built=(upgrade restore)
 out=nightly
 rm -rf "$out" && mkdir -p "$out/reports"
 export KUBESMITH_E2E_REPORT_DIR=$PWD/$out/reports
-make -s artifacts hosts-image lab build || exit 1
+make -s artifacts-ingress hosts-image lab build || exit 1
 : > "$out/results.txt"
 failed=0
 for s in "${scenarios[@]}"; do

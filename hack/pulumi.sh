@@ -11,6 +11,7 @@
 # (pulumi/) pins bridge v3.120.0 with pulumi v3.218; the Go SDK and the gensdk tool (pulumi/tools) use pulumi
 # v3.274.1. The main module never depends on Pulumi.
 set -euo pipefail
+shopt -s inherit_errexit # a failed build inside $(...) must stop the script
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 root=$PWD

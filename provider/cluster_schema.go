@@ -340,10 +340,12 @@ func clusterSchema(ctx context.Context) schema.Schema {
 				Computed:    true,
 				Default:     listdefault.StaticValue(emptyStringList()),
 				Description: "Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons. Their " +
-					"images must be in the bundle or a mirror the nodes can reach.",
+					"images must be in the bundle or a mirror the nodes can reach; the plan warns about each container " +
+					"image the bundle does not carry.",
 				MarkdownDescription: "Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, " +
 					"for example `file(\"ingress.yaml\")`. Their images must come from the bundle or a registry the " +
-					"nodes can reach.",
+					"nodes can reach; the plan warns about each container image the bundle does not carry, and says " +
+					"how to build it into the bundle when kubesmith can (Traefik: `make artifacts-ingress`).",
 			},
 			"addons": schema.SetAttribute{
 				ElementType: types.StringType,

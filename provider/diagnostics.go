@@ -86,28 +86,32 @@ func underAny(p string, prefixes []string) bool {
 	return false
 }
 
-// addFieldErrors maps engine validation errors to diagnostics: attribute errors on the resource where the path
-// names one of its attributes, plain errors that name the provider attribute otherwise. Errors on values that
-// are still unknown are dropped; they are checked again once Terraform knows them.
+// addFieldErrors maps engine validation findings to diagnostics: attribute errors (or warnings) on the resource
+// where the path names one of its attributes, plain ones that name the provider attribute otherwise. Findings on
+// values that are still unknown are dropped; they are checked again once Terraform knows them.
 func addFieldErrors(diags *diag.Diagnostics, errs []engine.FieldError, unknown []string) {
 	for _, fe := range errs {
 		if fe.Path != "" && underAny(fe.Path, unknown) {
 			continue
 		}
+		add, addAt := diags.AddError, diags.AddAttributeError
+		if fe.Warning {
+			add, addAt = diags.AddWarning, diags.AddAttributeWarning
+		}
 		root, _, _ := strings.Cut(fe.Path, ".")
 		root, _, _ = strings.Cut(root, "[")
 		if isProviderLevel(root) {
-			diags.AddError(fe.Summary, fmt.Sprintf("%s\n\nThis concerns %s in the provider \"kubesmith\" block "+
+			add(fe.Summary, fmt.Sprintf("%s\n\nThis concerns %s in the provider \"kubesmith\" block "+
 				"(or its environment fallback).", fe.Detail, fe.Path))
 			continue
 		}
 		p, err := parseFieldPath(fe.Path)
 		if err != nil {
-			diags.AddError(fe.Summary, fe.Detail)
+			add(fe.Summary, fe.Detail)
 			continue
 		}
 		// Terraform cannot always point at nested attributes in the configuration, so the detail names it too.
-		diags.AddAttributeError(p, fe.Summary, fmt.Sprintf("%s\n\nThis concerns %s.", fe.Detail, fe.Path))
+		addAt(p, fe.Summary, fmt.Sprintf("%s\n\nThis concerns %s.", fe.Detail, fe.Path))
 	}
 }
 

@@ -118,6 +118,20 @@ func TestAddFieldErrorsMapsPathsAndSkipsUnknown(t *testing.T) {
 	}
 }
 
+func TestAddFieldErrorsKeepsWarningsWarnings(t *testing.T) {
+	var diags diag.Diagnostics
+	addFieldErrors(&diags, []engine.FieldError{
+		{Path: "manifests[1]", Summary: "Image not in the artifact bundle", Detail: "d1", Warning: true},
+	}, nil)
+	if diags.HasError() || diags.WarningsCount() != 1 {
+		t.Fatalf("want one warning and no error, got %v", diags)
+	}
+	wp, ok := diags[0].(diag.DiagnosticWithPath)
+	if !ok || !wp.Path().Equal(path.Root("manifests").AtListIndex(1)) || !strings.Contains(diags[0].Detail(), "This concerns manifests[1].") {
+		t.Fatalf("warning not on manifests[1]: %v", diags[0])
+	}
+}
+
 func TestUnderAny(t *testing.T) {
 	pre := []string{"control_plane.hosts[1]", "name"}
 	for p, want := range map[string]bool{

@@ -97,7 +97,7 @@ variable "kubeconfig_path" {
 }
 
 variable "traefik_image" {
-  description = "Traefik image; the bundle carries this one and imports it on every node."
+  description = "Traefik image; `make artifacts-ingress` builds this one into the bundle, which imports it on every node."
   type        = string
   default     = "docker.io/library/traefik:v3.6.12"
 }

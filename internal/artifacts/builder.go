@@ -42,6 +42,15 @@ const (
 	ComponentGolangciLint  = "golangci-lint"
 )
 
+// OptionalComponents are built only on request (Builder.With, `ksartifacts build --with`, `make
+// artifacts-ingress`) or when the bundle already carries them: no cluster needs them, only examples do. Traefik
+// alone costs about 9 of the 61 CPU-minutes of a cold build, the difference between a cold `make artifacts` under
+// and over 30 minutes on two cores.
+var OptionalComponents = []string{ComponentTraefik}
+
+// IsOptional reports whether component is one of OptionalComponents.
+func IsOptional(component string) bool { return slices.Contains(OptionalComponents, component) }
+
 // builderRevision is part of every build key: bump it when a change here must rebuild outputs.
 const builderRevision = "1"
 
@@ -150,8 +159,11 @@ type Builder struct {
 	Versions Versions
 	// Tools adds the host tools (OpenTofu, golangci-lint) to the bundle as kind "tool".
 	Tools bool
-	// Skip leaves components out ("traefik", "deb", ...).
+	// Skip leaves components out ("traefik", "deb", ...), also optional ones the bundle carries.
 	Skip []string
+	// With adds optional components (OptionalComponents). One the bundle already carries is kept without
+	// being asked for again, so that a plain `make artifacts` after `make artifacts-ingress` does not drop it.
+	With []string
 	// Debs are the top-level Debian packages; DefaultDebs() when nil.
 	Debs []string
 	// CABundle is the CA certificate file copied into images; /etc/ssl/certs/ca-certificates.crt when empty.
@@ -247,8 +259,10 @@ func (b *Builder) Build(ctx context.Context) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	units := r.units(b.Tools)
-	units = slices.DeleteFunc(units, func(u *unit) bool { return r.skipped(u.component) })
+	if err := checkWith(b.With); err != nil {
+		return nil, err
+	}
+	units := r.selectUnits(r.units(b.Tools), r.bundledComponents())
 	r.out.line("bundle", "", "%d steps, build directories in %s, bundle in %s", len(units), filepath.Join(r.cacheDir, "build"), r.bundleDir)
 
 	var debs *unit
@@ -338,6 +352,74 @@ func (b *Builder) Tool(ctx context.Context, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("artifacts: unknown tool %q (known: tofu, golangci-lint)", name)
+}
+
+// checkWith rejects a --with that names no optional component.
+func checkWith(with []string) error {
+	for _, c := range with {
+		if !IsOptional(c) {
+			return fmt.Errorf("artifacts: --with %s: not an optional component (optional: %s; the others are always built)",
+				c, strings.Join(OptionalComponents, ", "))
+		}
+	}
+	return nil
+}
+
+// bundledComponents are the components the bundle's current manifest lists; none when it has no readable
+// manifest yet.
+func (r *run) bundledComponents() []string {
+	data, err := os.ReadFile(filepath.Join(r.bundleDir, ManifestName))
+	if err != nil {
+		return nil
+	}
+	m, err := ParseManifest(data)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, f := range m.Files {
+		if !slices.Contains(out, f.Component) {
+			out = append(out, f.Component)
+		}
+	}
+	return out
+}
+
+// selectUnits drops the skipped units, and the optional ones that were neither asked for nor are in the bundle
+// (bundled), and says which optional components it left out and how to add them.
+func (r *run) selectUnits(units []*unit, bundled []string) []*unit {
+	var left []string
+	kept := slices.DeleteFunc(units, func(u *unit) bool {
+		if r.skipped(u.component) {
+			return true
+		}
+		if !IsOptional(u.component) || slices.Contains(r.b.With, u.component) || slices.Contains(bundled, u.component) {
+			return false
+		}
+		if !slices.Contains(left, u.component) {
+			left = append(left, u.component)
+		}
+		return true
+	})
+	for _, c := range left {
+		r.out.line(c, "", "not built: optional, only examples use it; %s", HowToAdd(c))
+	}
+	return kept
+}
+
+// makeTargets are the make targets of this repository that build an optional component into the bundle.
+var makeTargets = map[string]string{ComponentTraefik: "artifacts-ingress"}
+
+// HowToAdd tells how to build a component into the bundle, for messages about a missing one: for Traefik, "build
+// it with `make artifacts-ingress` (or `ksartifacts build --with traefik`)".
+func HowToAdd(component string) string {
+	if !IsOptional(component) {
+		return "build it with `make artifacts`"
+	}
+	if t, ok := makeTargets[component]; ok {
+		return "build it with `make " + t + "` (or `ksartifacts build --with " + component + "`)"
+	}
+	return "build it with `ksartifacts build --with " + component + "`"
 }
 
 func (r *run) skipped(component string) bool {

@@ -386,3 +386,74 @@ func TestRunLaneBoundsJobsAndWaitsForDependencies(t *testing.T) {
 		t.Errorf("b started before its dependency a finished: %v", order)
 	}
 }
+
+func TestOptionalComponentsOnlyOnRequestOrWhenBundled(t *testing.T) {
+	r, out := newTestRun(t)
+	names := func(us []*unit) []string {
+		var s []string
+		for _, u := range us {
+			s = append(s, u.component)
+		}
+		return s
+	}
+	fresh := func() []*unit {
+		return []*unit{
+			(&fakeUnit{key: "k"}).unit(t, r, ComponentEtcd),
+			(&fakeUnit{key: "k"}).unit(t, r, ComponentTraefik),
+		}
+	}
+
+	if got := names(r.selectUnits(fresh(), nil)); !slices.Equal(got, []string{ComponentEtcd}) {
+		t.Fatalf("default build selected %v; Traefik is optional", got)
+	}
+	if !strings.Contains(out.String(), "traefik: not built: optional, only examples use it; build it with `make artifacts-ingress` (or `ksartifacts build --with traefik`)") {
+		t.Fatalf("the progress does not say how to add Traefik:\n%s", out)
+	}
+	if got := names(r.selectUnits(fresh(), []string{ComponentEtcd, ComponentTraefik})); !slices.Equal(got, []string{ComponentEtcd, ComponentTraefik}) {
+		t.Fatalf("a bundle that carries Traefik lost it: %v", got)
+	}
+	r.b.With = []string{ComponentTraefik}
+	if got := names(r.selectUnits(fresh(), nil)); !slices.Equal(got, []string{ComponentEtcd, ComponentTraefik}) {
+		t.Fatalf("--with traefik selected %v", got)
+	}
+	r.b.With, r.b.Skip = nil, []string{ComponentTraefik}
+	if got := names(r.selectUnits(fresh(), []string{ComponentTraefik})); !slices.Equal(got, []string{ComponentEtcd}) {
+		t.Fatalf("--skip traefik kept it: %v", got)
+	}
+
+	if err := checkWith([]string{ComponentEtcd}); err == nil || !strings.Contains(err.Error(), "--with etcd: not an optional component (optional: traefik") {
+		t.Fatalf("--with etcd: %v", err)
+	}
+	if err := checkWith([]string{ComponentTraefik}); err != nil {
+		t.Fatal(err)
+	}
+	if got := HowToAdd(ComponentEtcd); got != "build it with `make artifacts`" {
+		t.Fatalf("HowToAdd(etcd) = %q", got)
+	}
+}
+
+func TestBundledComponentsFromTheManifest(t *testing.T) {
+	r, _ := newTestRun(t)
+	if got := r.bundledComponents(); got != nil {
+		t.Fatalf("no bundle yet, got %v", got)
+	}
+	m := &Manifest{Schema: SchemaVersion, Files: []File{
+		{Path: ImagePath("linux", r.arch, "traefik", "v3.6.12"), Kind: KindImage, Component: ComponentTraefik, Name: "traefik",
+			Version: "v3.6.12", OS: "linux", Arch: r.arch, Size: 1, SHA256: strings.Repeat("a", 64), Image: "docker.io/library/traefik:v3.6.12"},
+		{Path: ImagePath("linux", r.arch, "pause", "3.10.2"), Kind: KindImage, Component: ComponentPause, Name: "pause",
+			Version: "3.10.2", OS: "linux", Arch: r.arch, Size: 1, SHA256: strings.Repeat("b", 64), Image: "registry.k8s.io/pause:3.10.2"},
+	}}
+	data, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(r.bundleDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.bundleDir, ManifestName), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.bundledComponents(); !slices.Equal(got, []string{ComponentPause, ComponentTraefik}) {
+		t.Fatalf("bundled = %v", got)
+	}
+}

@@ -25,6 +25,8 @@ type FieldError struct {
 	Path    string
 	Summary string
 	Detail  string
+	// Warning marks a finding that does not stop the plan.
+	Warning bool
 }
 
 func (e FieldError) Error() string { return e.Path + ": " + e.Summary + ": " + e.Detail }

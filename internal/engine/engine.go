@@ -179,7 +179,8 @@ func (e *Engine) ValidateCluster(_ context.Context, spec ClusterSpec) []FieldErr
 		errs := ValidateClusterSpec(spec, nil)
 		return append(errs, FieldError{Path: "kubernetes_version", Summary: "Artifact bundle unavailable", Detail: err.Error()})
 	}
-	return ValidateClusterSpec(spec, b.Manifest().Versions("kubernetes"))
+	errs := ValidateClusterSpec(spec, b.Manifest().Versions("kubernetes"))
+	return append(errs, manifestImageWarnings(spec.Manifests, b.Manifest())...)
 }
 
 // nodeConfig builds the SSH settings for one host.

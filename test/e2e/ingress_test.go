@@ -266,7 +266,7 @@ func bundleImage(t *testing.T, name string) string {
 			return f.Image
 		}
 	}
-	t.Fatalf("the bundle has no %s image: run `make artifacts`", name)
+	t.Fatalf("the bundle %s has no %s image: %s", bundleDir(), name, artifacts.HowToAdd(name))
 	return ""
 }
 

@@ -108,6 +108,7 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cache := fs.String("cache", "", "cache directory (default ${XDG_CACHE_HOME:-~/.cache}/kubesmith)")
 	tools := fs.Bool("tools", false, "also build the host tools (OpenTofu, golangci-lint) into the bundle")
 	skip := fs.String("skip", "", "components to leave out, comma-separated (e.g. traefik,deb)")
+	with := fs.String("with", "", "optional components to build too, comma-separated ("+strings.Join(artifacts.OptionalComponents, ",")+"; kept once in the bundle)")
 	jobs := fs.Int("jobs", 2, "components built at once")
 	set := fs.String("set", "", "component versions, comma-separated component=version (e.g. etcd=v3.7.3,traefik=v3.6.12)")
 	if err := parse(fs, args); err != nil {
@@ -131,7 +132,7 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	b := &artifacts.Builder{CacheDir: *cache, BundleDir: *out, Versions: v, Tools: *tools, Skip: splitList(*skip), Progress: stdout, Jobs: *jobs}
+	b := &artifacts.Builder{CacheDir: *cache, BundleDir: *out, Versions: v, Tools: *tools, Skip: splitList(*skip), With: splitList(*with), Progress: stdout, Jobs: *jobs}
 	start := time.Now()
 	m, err := b.Build(ctx)
 	if err != nil {

@@ -25,6 +25,9 @@ func TestUsageErrors(t *testing.T) {
 	if code, _, errOut := runCLI(t, "build", "--set", "nginx=v1"); code != 1 || !strings.Contains(errOut, `unknown component "nginx"`) {
 		t.Errorf("build --set nginx: exit %d, %s", code, errOut)
 	}
+	if code, _, errOut := runCLI(t, "build", "--cache", t.TempDir(), "--with", "etcd"); code != 1 || !strings.Contains(errOut, "--with etcd: not an optional component") {
+		t.Errorf("build --with etcd: exit %d, %s", code, errOut)
+	}
 	if code, _, errOut := runCLI(t, "build", "--k8s", "2.0.0"); code != 1 || !strings.Contains(errOut, "v1.<minor>.<patch>") {
 		t.Errorf("build --k8s 2.0.0: exit %d, %s", code, errOut)
 	}

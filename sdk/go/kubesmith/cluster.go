@@ -53,7 +53,7 @@ type Cluster struct {
 	KubernetesVersion pulumi.StringOutput `pulumi:"kubernetesVersion"`
 	// The VMs kubesmith created (libvirt only): name, libvirt domain UUID, address and the SSH host key it generated and pins.
 	Machines ClusterMachineArrayOutput `pulumi:"machines"`
-	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach.
+	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach; the plan warns about each container image the bundle does not carry, and says how to build it into the bundle when kubesmith can (Traefik: `make artifacts-ingress`).
 	Manifests pulumi.StringArrayOutput `pulumi:"manifests"`
 	// Let ordinary workloads run on masters (removes the `NoSchedule` taint). Defaults to <span pulumi-lang-nodejs="`false`" pulumi-lang-dotnet="`False`" pulumi-lang-go="`false`" pulumi-lang-python="`false`" pulumi-lang-yaml="`false`" pulumi-lang-java="`false`">`false`</span>.
 	MastersSchedulable pulumi.BoolOutput `pulumi:"mastersSchedulable"`
@@ -163,7 +163,7 @@ type clusterState struct {
 	KubernetesVersion *string `pulumi:"kubernetesVersion"`
 	// The VMs kubesmith created (libvirt only): name, libvirt domain UUID, address and the SSH host key it generated and pins.
 	Machines []ClusterMachine `pulumi:"machines"`
-	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach.
+	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach; the plan warns about each container image the bundle does not carry, and says how to build it into the bundle when kubesmith can (Traefik: `make artifacts-ingress`).
 	Manifests []string `pulumi:"manifests"`
 	// Let ordinary workloads run on masters (removes the `NoSchedule` taint). Defaults to <span pulumi-lang-nodejs="`false`" pulumi-lang-dotnet="`False`" pulumi-lang-go="`false`" pulumi-lang-python="`false`" pulumi-lang-yaml="`false`" pulumi-lang-java="`false`">`false`</span>.
 	MastersSchedulable *bool `pulumi:"mastersSchedulable"`
@@ -224,7 +224,7 @@ type ClusterState struct {
 	KubernetesVersion pulumi.StringPtrInput
 	// The VMs kubesmith created (libvirt only): name, libvirt domain UUID, address and the SSH host key it generated and pins.
 	Machines ClusterMachineArrayInput
-	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach.
+	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach; the plan warns about each container image the bundle does not carry, and says how to build it into the bundle when kubesmith can (Traefik: `make artifacts-ingress`).
 	Manifests pulumi.StringArrayInput
 	// Let ordinary workloads run on masters (removes the `NoSchedule` taint). Defaults to <span pulumi-lang-nodejs="`false`" pulumi-lang-dotnet="`False`" pulumi-lang-go="`false`" pulumi-lang-python="`false`" pulumi-lang-yaml="`false`" pulumi-lang-java="`false`">`false`</span>.
 	MastersSchedulable pulumi.BoolPtrInput
@@ -277,7 +277,7 @@ type clusterArgs struct {
 	KubeconfigValidity *string `pulumi:"kubeconfigValidity"`
 	// Kubernetes version, such as `1.37.2`; it must be in the artifact bundle. Changing it upgrades the cluster **in place**, one master at a time, one minor version per step. A version change never replaces the cluster.
 	KubernetesVersion string `pulumi:"kubernetesVersion"`
-	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach.
+	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach; the plan warns about each container image the bundle does not carry, and says how to build it into the bundle when kubesmith can (Traefik: `make artifacts-ingress`).
 	Manifests []string `pulumi:"manifests"`
 	// Let ordinary workloads run on masters (removes the `NoSchedule` taint). Defaults to <span pulumi-lang-nodejs="`false`" pulumi-lang-dotnet="`False`" pulumi-lang-go="`false`" pulumi-lang-python="`false`" pulumi-lang-yaml="`false`" pulumi-lang-java="`false`">`false`</span>.
 	MastersSchedulable *bool `pulumi:"mastersSchedulable"`
@@ -315,7 +315,7 @@ type ClusterArgs struct {
 	KubeconfigValidity pulumi.StringPtrInput
 	// Kubernetes version, such as `1.37.2`; it must be in the artifact bundle. Changing it upgrades the cluster **in place**, one master at a time, one minor version per step. A version change never replaces the cluster.
 	KubernetesVersion pulumi.StringInput
-	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach.
+	// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach; the plan warns about each container image the bundle does not carry, and says how to build it into the bundle when kubesmith can (Traefik: `make artifacts-ingress`).
 	Manifests pulumi.StringArrayInput
 	// Let ordinary workloads run on masters (removes the `NoSchedule` taint). Defaults to <span pulumi-lang-nodejs="`false`" pulumi-lang-dotnet="`False`" pulumi-lang-go="`false`" pulumi-lang-python="`false`" pulumi-lang-yaml="`false`" pulumi-lang-java="`false`">`false`</span>.
 	MastersSchedulable pulumi.BoolPtrInput
@@ -507,7 +507,7 @@ func (o ClusterOutput) Machines() ClusterMachineArrayOutput {
 	return o.ApplyT(func(v *Cluster) ClusterMachineArrayOutput { return v.Machines }).(ClusterMachineArrayOutput)
 }
 
-// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach.
+// Extra Kubernetes manifests (YAML documents) applied after the built-in add-ons, for example `file("ingress.yaml")`. Their images must come from the bundle or a registry the nodes can reach; the plan warns about each container image the bundle does not carry, and says how to build it into the bundle when kubesmith can (Traefik: `make artifacts-ingress`).
 func (o ClusterOutput) Manifests() pulumi.StringArrayOutput {
 	return o.ApplyT(func(v *Cluster) pulumi.StringArrayOutput { return v.Manifests }).(pulumi.StringArrayOutput)
 }
