@@ -81,7 +81,10 @@ func (c *Cluster) renderedFiles(t *Target) ([]render.File, error) {
 			peers = append(peers, m.Address)
 		}
 	}
-	le := render.LeaderElection{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
+	le := render.LeaderElection{
+		Off:           len(c.Masters) == 1,
+		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod,
+	}
 	prefix := c.NodeNetwork.Bits()
 	if t.Facts.Prefix > 0 {
 		prefix = t.Facts.Prefix

@@ -757,3 +757,34 @@ func TestNodeFilesKernelModules(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderElectionOnlyWithThreeMasters checks that a single master's controller manager and scheduler run
+// without leader election (nobody to compete with; with it on, a busy apiserver makes them exit on a missed
+// renewal), and that three masters elect.
+func TestLeaderElectionOnlyWithThreeMasters(t *testing.T) {
+	fx := newInstallFixture(t)
+	ctx := context.Background()
+	check := func(wantElect bool) {
+		t.Helper()
+		files, err := fx.c.NodeFiles(ctx, fx.c.Masters[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, f := range files {
+			got[f.Path] = string(f.Data)
+		}
+		kcm, sched := got[render.PathControllerManagerUnit], got[render.PathSchedulerConfig]
+		if kcm == "" || sched == "" {
+			t.Fatalf("no controller-manager unit or scheduler config among the node files")
+		}
+		if !strings.Contains(kcm, fmt.Sprintf("--leader-elect=%t ", wantElect)) ||
+			!strings.Contains(sched, fmt.Sprintf("leaderElect: %t\n", wantElect)) ||
+			strings.Contains(kcm, "--leader-elect-lease-duration=") != wantElect {
+			t.Errorf("%d master(s): want leader election %t:\n%s\n%s", len(fx.c.Masters), wantElect, kcm, sched)
+		}
+	}
+	check(true)
+	fx.c.Masters = fx.c.Masters[:1]
+	check(false)
+}

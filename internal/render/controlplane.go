@@ -39,8 +39,12 @@ const (
 // balancers). RBAC's system:public-info-viewer role already grants them.
 func DefaultAnonymousPaths() []string { return []string{"/healthz", "/livez", "/readyz"} }
 
-// LeaderElection holds the leader-election timings of kube-controller-manager and kube-scheduler.
+// LeaderElection holds the leader-election settings of kube-controller-manager and kube-scheduler.
 type LeaderElection struct {
+	// Off turns leader election off, for a control plane of one master: its single instance has nobody to
+	// compete with, and with election on it exits whenever a busy apiserver lets a lease renewal miss the renew
+	// deadline, then needs minutes on a slow machine to start and lead again (its CSR signer stops meanwhile).
+	Off           bool
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration

@@ -69,6 +69,13 @@ func goldenCases() []goldenCase {
 			ClusterName: "demo", ClusterCIDR: samplePodCIDR,
 			ServiceCIDR: sampleServiceCIDR, NodeCIDRMaskSize: DefaultNodeCIDRMaskSize, LeaderElection: DefaultLeaderElection(),
 		}},
+		{"kube-controller-manager-single-master.service", ControllerManagerUnit{
+			ClusterName: "demo", ClusterCIDR: samplePodCIDR, ServiceCIDR: sampleServiceCIDR,
+			NodeCIDRMaskSize: DefaultNodeCIDRMaskSize, LeaderElection: LeaderElection{Off: true, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second},
+		}},
+		{"kube-scheduler-config-single-master.yaml", SchedulerConfig{LeaderElection: LeaderElection{
+			Off: true, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		}}},
 		{"kube-scheduler.service", SchedulerUnit{}},
 		{"kube-scheduler-config-tcg.yaml", SchedulerConfig{LeaderElection: LeaderElection{
 			LeaseDuration: 60 * time.Second, RenewDeadline: 40 * time.Second, RetryPeriod: 5 * time.Second,
