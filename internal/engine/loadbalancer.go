@@ -451,7 +451,7 @@ func (e *Engine) ApplyLoadBalancer(ctx context.Context, spec LoadBalancerSpec, p
 		state.VRRPPassword = pw
 	}
 	p := progressAdapter(progress)
-	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
+	api, err := newKubeAPI(ctx, spec.Cluster, spec.Credentials)
 	if err != nil {
 		return state, err
 	}
@@ -988,7 +988,7 @@ func (e *Engine) ReadLoadBalancer(ctx context.Context, spec LoadBalancerSpec, st
 	spec = lbDefaults(spec)
 	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	res := LoadBalancerReadResult{State: state}
-	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
+	api, err := newKubeAPI(ctx, spec.Cluster, spec.Credentials)
 	if err != nil {
 		return res, err
 	}
@@ -1019,7 +1019,7 @@ func (e *Engine) DeleteLoadBalancer(ctx context.Context, spec LoadBalancerSpec, 
 	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
 	withMachineKeys(spec.Hosts, state.Machines)
 	p := progressAdapter(progress)
-	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
+	api, err := newKubeAPI(ctx, spec.Cluster, spec.Credentials)
 	if err != nil {
 		return err
 	}

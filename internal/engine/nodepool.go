@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kubesmith/terraform-provider-kubesmith/internal/node"
@@ -350,7 +351,7 @@ func (e *Engine) ApplyNodePool(ctx context.Context, spec NodePoolSpec, prior *No
 	if err != nil {
 		return state, err
 	}
-	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
+	api, err := newKubeAPI(ctx, spec.Cluster, spec.Credentials)
 	if err != nil {
 		return state, err
 	}
@@ -626,7 +627,7 @@ func (e *Engine) resetWorkers(ctx context.Context, spec NodePoolSpec, hosts []Ho
 func (e *Engine) DeleteNodePool(ctx context.Context, spec NodePoolSpec, state NodePoolState, progress Progress) error {
 	spec = poolDefaults(spec)
 	ctx = machineContext(ctx, spec.Libvirt) // slow (emulated) machines get longer waits and API timeouts
-	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
+	api, err := newKubeAPI(ctx, spec.Cluster, spec.Credentials)
 	if err != nil {
 		return err
 	}
@@ -656,7 +657,7 @@ func (e *Engine) ReadNodePool(ctx context.Context, spec NodePoolSpec, state Node
 	if err != nil {
 		return NodePoolReadResult{State: state}, err
 	}
-	api, err := newKubeAPI(spec.Cluster, spec.Credentials)
+	api, err := newKubeAPI(ctx, spec.Cluster, spec.Credentials)
 	var warn []string
 	if err != nil {
 		api = nil
@@ -1084,7 +1085,7 @@ func isStatus(err error, code int) bool {
 	return errors.As(err, &ae) && ae.Code == code
 }
 
-func newKubeAPI(j Join, creds PoolCredentials) (*kubeAPI, error) {
+func newKubeAPI(ctx context.Context, j Join, creds PoolCredentials) (*kubeAPI, error) {
 	if creds.ClientCert == "" || creds.ClientKey == "" {
 		return nil, errors.New("no pool credentials")
 	}
@@ -1099,10 +1100,12 @@ func newKubeAPI(j Join, creds PoolCredentials) (*kubeAPI, error) {
 	if _, err := endpointAddr(j.Endpoint); err != nil {
 		return nil, err
 	}
+	// A busy emulated master can take longer than 10 s for a TLS handshake (seen under TCG): slow machines scale it.
+	connect := phase.Scaled(ctx, 10*time.Second)
 	tr := &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second,
-		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		TLSHandshakeTimeout: connect, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second,
+		DialContext: (&net.Dialer{Timeout: connect}).DialContext,
 	}
 	return &kubeAPI{base: strings.TrimSuffix(j.Endpoint, "/"), client: &http.Client{Transport: tr}}, nil
 }
@@ -1110,15 +1113,67 @@ func newKubeAPI(j Join, creds PoolCredentials) (*kubeAPI, error) {
 // kubeAPIRequestTimeout bounds one API request on real hardware (see phase.Scaled).
 const kubeAPIRequestTimeout = 30 * time.Second
 
-// do sends body (JSON, or a merge patch when contentType says so) and decodes the answer into out.
+const (
+	// kubeAPIUnreachableWait bounds how long do keeps trying a request that reaches no apiserver (scaled on slow
+	// machines, see phase.Scaled).
+	kubeAPIUnreachableWait = 2 * time.Minute
+	// kubeAPIRetryInterval is the pause between those attempts.
+	kubeAPIRetryInterval = 2 * time.Second
+)
+
+// do sends body (JSON, or a merge patch when contentType says so) and decodes the answer into out. A request that
+// never reached an apiserver (refused or timed-out connection, TLS handshake timeout: a busy or restarting master,
+// a moving VIP) is sent again for up to kubeAPIUnreachableWait, whatever its method; a GET also when its answer
+// was lost (answerLost). Any answer from the apiserver is returned at once.
 func (k *kubeAPI) do(ctx context.Context, method, path, contentType string, body, out any) error {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return fmt.Errorf("encoding the request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+		payload = b
+	}
+	wctx, cancel := context.WithTimeout(ctx, phase.Scaled(ctx, kubeAPIUnreachableWait))
+	defer cancel()
+	tick := time.NewTicker(kubeAPIRetryInterval)
+	defer tick.Stop()
+	for {
+		err := k.doOnce(ctx, method, path, contentType, payload, out)
+		if err == nil || !(requestNotSent(err) || method == http.MethodGet && answerLost(err)) {
+			return err
+		}
+		select {
+		case <-wctx.Done():
+			return err
+		case <-tick.C:
+		}
+	}
+}
+
+// requestNotSent reports whether err means that the request never reached an apiserver, so that sending it again
+// cannot apply it twice: the connection was not made, or its TLS handshake did not finish.
+func requestNotSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return strings.Contains(err.Error(), "TLS handshake timeout")
+}
+
+// answerLost reports whether err means that no answer came back for a request that may have been sent: a
+// timeout or a cut connection. A refused TLS client certificate, say, is an answer.
+func answerLost(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// doOnce is one attempt of do; payload is the encoded body (nil: none).
+func (k *kubeAPI) doOnce(ctx context.Context, method, path, contentType string, payload []byte, out any) error {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
 	}
 	// One request may take kubeAPIRequestTimeout, longer on slow (emulated) masters.
 	ctx, cancel := context.WithTimeout(ctx, phase.Scaled(ctx, kubeAPIRequestTimeout))
@@ -1128,7 +1183,7 @@ func (k *kubeAPI) do(ctx context.Context, method, path, contentType string, body
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	if payload != nil {
 		if contentType == "" {
 			contentType = "application/json"
 		}

@@ -9,15 +9,18 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -718,7 +721,7 @@ func TestDrainRetriesRequestsWithoutAnAnswer(t *testing.T) {
 func TestPoolAuthorityRefusesOtherCSRs(t *testing.T) {
 	log := &orderLog{}
 	api := newFakeKubeAPI(t, log)
-	client, err := newKubeAPI(api.join(), api.creds(t))
+	client, err := newKubeAPI(context.Background(), api.join(), api.creds(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -755,7 +758,7 @@ func TestPoolAuthorityRefusesOtherCSRs(t *testing.T) {
 	// Wrong credentials are refused by the API and reported with the status.
 	other, _ := pki.NewCA("other", time.Hour, time.Now())
 	kp, _ := pki.PoolManagerCert(other, "demo", time.Now())
-	if bad, err := newKubeAPI(api.join(), PoolCredentials{ClientCert: string(kp.CertPEM), ClientKey: string(kp.KeyPEM)}); err == nil {
+	if bad, err := newKubeAPI(context.Background(), api.join(), PoolCredentials{ClientCert: string(kp.CertPEM), ClientKey: string(kp.KeyPEM)}); err == nil {
 		if _, err := bad.listNodes(ctx); err == nil {
 			t.Error("a client certificate of another CA was accepted")
 		}
@@ -795,5 +798,87 @@ func TestValidateNodePoolSpec(t *testing.T) {
 		if !slices.ContainsFunc(errs, func(e FieldError) bool { return e.Path == c.path }) {
 			t.Errorf("%s: no error at %s: %v", c.name, c.path, errs)
 		}
+	}
+}
+
+// stallingFront is a TCP front for the fake API: its first stall connections are accepted and never answered
+// (a master too busy to finish a TLS handshake), later ones are passed through to target.
+func stallingFront(t *testing.T, target string, stall int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if n < stall {
+				t.Cleanup(func() { _ = c.Close() })
+				continue
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer func() { _ = up.Close() }()
+				go func() { _, _ = io.Copy(up, c) }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestKubeAPISendsAgainWhatNeverReachedTheAPIServer(t *testing.T) {
+	log := &orderLog{}
+	api := newFakeKubeAPI(t, log)
+	j := api.join()
+	j.Endpoint = "https://" + stallingFront(t, strings.TrimPrefix(api.srv.URL, "https://"), 2)
+	client, err := newKubeAPI(context.Background(), j, api.creds(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.client.Transport.(*http.Transport).TLSHandshakeTimeout = 100 * time.Millisecond
+	a := &poolAuthority{api: client, pool: "p", now: time.Now, tokens: map[string]string{}}
+	if _, err := a.BootstrapToken(context.Background(), "w1"); err != nil {
+		t.Fatalf("a POST whose first two connections timed out in the TLS handshake: %v", err)
+	}
+	api.mu.Lock()
+	n := len(api.secrets)
+	api.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d bootstrap token secrets created, want exactly 1", n)
+	}
+
+	// Only a request that cannot have reached the apiserver counts as not sent.
+	for _, err := range []error{
+		fmt.Errorf("POST /x: %w", &url.Error{Op: "Post", URL: "https://x", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}),
+		errors.New(`POST /x: Post "https://x": net/http: TLS handshake timeout`),
+	} {
+		if !requestNotSent(err) {
+			t.Errorf("requestNotSent(%v) = false", err)
+		}
+	}
+	for _, err := range []error{
+		&apiError{Code: 409, Method: "POST", Path: "/x", Message: "exists"},
+		fmt.Errorf("POST /x: %w", &url.Error{Op: "Post", URL: "https://x", Err: io.ErrUnexpectedEOF}),
+		fmt.Errorf("POST /x: %w", context.DeadlineExceeded),
+	} {
+		if requestNotSent(err) {
+			t.Errorf("requestNotSent(%v) = true: the apiserver may have applied it", err)
+		}
+		if _, ok := err.(*apiError); ok == answerLost(err) {
+			t.Errorf("answerLost(%v) = %v", err, !ok)
+		}
+	}
+	// A refused client certificate is an answer: a GET is not tried again.
+	if err := fmt.Errorf("GET /x: %w", &url.Error{Op: "Get", URL: "https://x", Err: &net.OpError{Op: "remote error", Err: tls.AlertError(42)}}); answerLost(err) {
+		t.Errorf("answerLost(%v) = true", err)
 	}
 }

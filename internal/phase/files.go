@@ -62,7 +62,7 @@ func (c *Cluster) renderedFiles(t *Target) ([]render.File, error) {
 			NodeName: t.Name, ClusterCIDR: c.PodCIDR.String(), Mode: c.ProxyMode,
 			ConntrackMaxPerCore: conntrackFor(t),
 		},
-		render.FlanneldUnit{NodeName: t.Name, Interface: t.Facts.Iface, IPMasq: true},
+		render.FlanneldUnit{NodeName: t.Name, Interface: t.Facts.Iface, IPMasq: true, IPTablesResync: render.DefaultFlannelIPTablesResync},
 		render.FlannelNetConf{
 			Network: c.PodCIDR.String(), VNI: render.DefaultFlannelVNI, Port: render.DefaultFlannelPort,
 			EnableNFTables: c.ProxyMode == "nftables",

@@ -110,7 +110,7 @@ func goldenCases() []goldenCase {
 			NodeName: "w1", ClusterCIDR: samplePodCIDR,
 			Mode: "nftables", ConntrackMaxPerCore: 0,
 		}},
-		{"flanneld-m1.service", FlanneldUnit{NodeName: "m1", Interface: "eth0", IPMasq: true}},
+		{"flanneld-m1.service", FlanneldUnit{NodeName: "m1", Interface: "eth0", IPMasq: true, IPTablesResync: DefaultFlannelIPTablesResync}},
 		{"flannel-net-conf.json", FlannelNetConf{Network: samplePodCIDR, VNI: DefaultFlannelVNI, Port: DefaultFlannelPort}},
 		{"10-flannel.conflist", FlannelCNIConf{CNIVersion: DefaultCNIVersion, NetworkName: DefaultCNINetworkName}},
 		{"keepalived-m1.conf", KeepalivedConfig{

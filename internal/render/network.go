@@ -11,6 +11,10 @@ const (
 	// DefaultFlannelVNI and DefaultFlannelPort are flannel's VXLAN defaults (the Linux kernel's VXLAN port).
 	DefaultFlannelVNI  = 1
 	DefaultFlannelPort = 8472
+	// DefaultFlannelIPTablesResync is how often (seconds) flanneld re-checks its iptables rules: kube-proxy's
+	// own resync period. flannel's default, 5 s, runs about ten iptables commands every 5 s, which kept an
+	// emulated (TCG) master's CPU busy.
+	DefaultFlannelIPTablesResync = 30
 	// DefaultCNIVersion is the CNI spec version of the flannel conflist: the flannel meta plugin from
 	// containernetworking/plugins v0.9.1 supports up to 0.4.0 (lab/cni-notes.md).
 	DefaultCNIVersion = "0.4.0"
@@ -33,6 +37,8 @@ type FlanneldUnit struct {
 	Interface string
 	// IPMasq masquerades pod traffic that leaves the pod network.
 	IPMasq bool
+	// IPTablesResync is how often (seconds) flanneld re-checks its iptables rules (DefaultFlannelIPTablesResync).
+	IPTablesResync int
 }
 
 // Target implements File.
@@ -46,6 +52,9 @@ func (u FlanneldUnit) Validate() error {
 	e.nodeName("NodeName", u.NodeName)
 	if _, err := netip.ParseAddr(u.Interface); err != nil && !ifaceName.MatchString(u.Interface) {
 		e.addf("Interface %q is neither an interface name nor an IP address", u.Interface)
+	}
+	if u.IPTablesResync < 1 {
+		e.addf("IPTablesResync %d: want at least 1 second", u.IPTablesResync)
 	}
 	return e.join("flanneld unit")
 }

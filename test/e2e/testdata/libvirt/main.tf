@@ -37,8 +37,14 @@ variable "workers" {
   type        = list(string)
 }
 
-variable "vcpu" {
-  description = "vCPUs per VM: 2 under KVM; 1 under TCG, where 2-vCPU guests were seen to lock up (QEMU 7.2)."
+variable "master_vcpu" {
+  description = "vCPUs of the master VM: 2 (under TCG one vCPU cannot serve the apiserver once a worker joins)."
+  type        = number
+  default     = 2
+}
+
+variable "worker_vcpu" {
+  description = "vCPUs per worker VM: 2 under KVM; 1 under TCG, where 2-vCPU guests were seen to lock up (QEMU 7.2)."
   type        = number
   default     = 2
 }
@@ -71,7 +77,7 @@ resource "kubesmith_cluster" "e2e" {
       count      = length(var.masters)
       network    = "kubesmith"
       addresses  = var.masters
-      vcpu       = var.vcpu
+      vcpu       = var.master_vcpu
       memory_mib = var.master_memory_mib
       disk_gib   = 10
     }
@@ -90,7 +96,7 @@ resource "kubesmith_nodepool" "workers" {
     count      = length(var.workers)
     network    = "kubesmith"
     addresses  = var.workers
-    vcpu       = var.vcpu
+    vcpu       = var.worker_vcpu
     memory_mib = var.worker_memory_mib
     disk_gib   = 10
   }
