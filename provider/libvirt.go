@@ -89,10 +89,12 @@ func libvirtAttributes(pool bool) map[string]schema.Attribute {
 		},
 		"vcpu": schema.Int64Attribute{
 			Optional: true, PlanModifiers: replaceInt,
-			Description: "Virtual CPUs per VM; 2 by default. Under TCG (no usable KVM) prefer 1: with QEMU 7.2 " +
-				"(Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.",
-			MarkdownDescription: "Virtual CPUs per VM; `2` by default. Under TCG (no usable KVM) prefer `1`: with " +
-				"QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.",
+			Description: "Virtual CPUs per VM; 2 by default. Under TCG (no usable KVM) keep 2 for masters (a " +
+				"1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer 1 for " +
+				"workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.",
+			MarkdownDescription: "Virtual CPUs per VM; `2` by default. Under TCG (no usable KVM) keep `2` for masters " +
+				"(a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer `1` for " +
+				"workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.",
 		},
 		"memory_mib": schema.Int64Attribute{
 			Optional: true, PlanModifiers: replaceInt,

@@ -50,7 +50,7 @@ variable "worker_addresses" {
 }
 
 variable "master_vcpu" {
-  description = "Virtual CPUs per master VM. Under TCG (no usable KVM) prefer 1: 2-vCPU TCG guests were seen to lock up with QEMU 7.2."
+  description = "Virtual CPUs per master VM. Keep 2 under TCG (no usable KVM) too: a 1-vCPU emulated master cannot keep its apiserver answering once workers join."
   type        = number
   default     = 2
   validation {
@@ -70,7 +70,7 @@ variable "master_memory_mib" {
 }
 
 variable "worker_vcpu" {
-  description = "Virtual CPUs per worker VM. Under TCG (no usable KVM) prefer 1: 2-vCPU TCG guests were seen to lock up with QEMU 7.2."
+  description = "Virtual CPUs per worker VM. Under TCG (no usable KVM) prefer 1: 2-vCPU TCG guests were once seen to lock up with QEMU 7.2, and a worker idles while it joins."
   type        = number
   default     = 2
   validation {

@@ -326,7 +326,7 @@ type ClusterControlPlaneLibvirt struct {
 	MemoryMib *int `pulumi:"memoryMib"`
 	// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
 	Network string `pulumi:"network"`
-	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 	Vcpu *int `pulumi:"vcpu"`
 }
 
@@ -356,7 +356,7 @@ type ClusterControlPlaneLibvirtArgs struct {
 	MemoryMib pulumi.IntPtrInput `pulumi:"memoryMib"`
 	// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
 	Network pulumi.StringInput `pulumi:"network"`
-	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 	Vcpu pulumi.IntPtrInput `pulumi:"vcpu"`
 }
 
@@ -472,7 +472,7 @@ func (o ClusterControlPlaneLibvirtOutput) Network() pulumi.StringOutput {
 	return o.ApplyT(func(v ClusterControlPlaneLibvirt) string { return v.Network }).(pulumi.StringOutput)
 }
 
-// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 func (o ClusterControlPlaneLibvirtOutput) Vcpu() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v ClusterControlPlaneLibvirt) *int { return v.Vcpu }).(pulumi.IntPtrOutput)
 }
@@ -571,7 +571,7 @@ func (o ClusterControlPlaneLibvirtPtrOutput) Network() pulumi.StringPtrOutput {
 	}).(pulumi.StringPtrOutput)
 }
 
-// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 func (o ClusterControlPlaneLibvirtPtrOutput) Vcpu() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *ClusterControlPlaneLibvirt) *int {
 		if v == nil {
@@ -2895,7 +2895,7 @@ type LoadbalancerLibvirt struct {
 	MemoryMib *int `pulumi:"memoryMib"`
 	// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
 	Network string `pulumi:"network"`
-	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 	Vcpu *int `pulumi:"vcpu"`
 }
 
@@ -2925,7 +2925,7 @@ type LoadbalancerLibvirtArgs struct {
 	MemoryMib pulumi.IntPtrInput `pulumi:"memoryMib"`
 	// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
 	Network pulumi.StringInput `pulumi:"network"`
-	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 	Vcpu pulumi.IntPtrInput `pulumi:"vcpu"`
 }
 
@@ -3041,7 +3041,7 @@ func (o LoadbalancerLibvirtOutput) Network() pulumi.StringOutput {
 	return o.ApplyT(func(v LoadbalancerLibvirt) string { return v.Network }).(pulumi.StringOutput)
 }
 
-// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 func (o LoadbalancerLibvirtOutput) Vcpu() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v LoadbalancerLibvirt) *int { return v.Vcpu }).(pulumi.IntPtrOutput)
 }
@@ -3140,7 +3140,7 @@ func (o LoadbalancerLibvirtPtrOutput) Network() pulumi.StringPtrOutput {
 	}).(pulumi.StringPtrOutput)
 }
 
-// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 func (o LoadbalancerLibvirtPtrOutput) Vcpu() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *LoadbalancerLibvirt) *int {
 		if v == nil {
@@ -4310,7 +4310,7 @@ type NodepoolLibvirt struct {
 	MemoryMib *int `pulumi:"memoryMib"`
 	// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
 	Network string `pulumi:"network"`
-	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 	Vcpu *int `pulumi:"vcpu"`
 }
 
@@ -4340,7 +4340,7 @@ type NodepoolLibvirtArgs struct {
 	MemoryMib pulumi.IntPtrInput `pulumi:"memoryMib"`
 	// libvirt network the VMs attach to (`make lab` creates <span pulumi-lang-nodejs="`kubesmith`" pulumi-lang-dotnet="`Kubesmith`" pulumi-lang-go="`kubesmith`" pulumi-lang-python="`kubesmith`" pulumi-lang-yaml="`kubesmith`" pulumi-lang-java="`kubesmith`">`kubesmith`</span>). The addresses must be inside its range.
 	Network pulumi.StringInput `pulumi:"network"`
-	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+	// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 	Vcpu pulumi.IntPtrInput `pulumi:"vcpu"`
 }
 
@@ -4456,7 +4456,7 @@ func (o NodepoolLibvirtOutput) Network() pulumi.StringOutput {
 	return o.ApplyT(func(v NodepoolLibvirt) string { return v.Network }).(pulumi.StringOutput)
 }
 
-// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 func (o NodepoolLibvirtOutput) Vcpu() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v NodepoolLibvirt) *int { return v.Vcpu }).(pulumi.IntPtrOutput)
 }
@@ -4555,7 +4555,7 @@ func (o NodepoolLibvirtPtrOutput) Network() pulumi.StringPtrOutput {
 	}).(pulumi.StringPtrOutput)
 }
 
-// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span>: with QEMU 7.2 (Debian 12), 2-vCPU TCG guests were seen to lock up with both vCPUs stuck in the kernel.
+// Virtual CPUs per VM; <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> by default. Under TCG (no usable KVM) keep <span pulumi-lang-nodejs="`2`" pulumi-lang-dotnet="`2`" pulumi-lang-go="`2`" pulumi-lang-python="`2`" pulumi-lang-yaml="`2`" pulumi-lang-java="`2`">`2`</span> for masters (a 1-vCPU emulated master cannot keep its apiserver answering once workers join) and prefer <span pulumi-lang-nodejs="`1`" pulumi-lang-dotnet="`1`" pulumi-lang-go="`1`" pulumi-lang-python="`1`" pulumi-lang-yaml="`1`" pulumi-lang-java="`1`">`1`</span> for workers: with QEMU 7.2 (Debian 12), a 2-vCPU TCG guest was once seen to lock up in the kernel.
 func (o NodepoolLibvirtPtrOutput) Vcpu() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *NodepoolLibvirt) *int {
 		if v == nil {
