@@ -438,10 +438,14 @@ func TestBundledComponentsFromTheManifest(t *testing.T) {
 		t.Fatalf("no bundle yet, got %v", got)
 	}
 	m := &Manifest{Schema: SchemaVersion, Files: []File{
-		{Path: ImagePath("linux", r.arch, "traefik", "v3.6.12"), Kind: KindImage, Component: ComponentTraefik, Name: "traefik",
-			Version: "v3.6.12", OS: "linux", Arch: r.arch, Size: 1, SHA256: strings.Repeat("a", 64), Image: "docker.io/library/traefik:v3.6.12"},
-		{Path: ImagePath("linux", r.arch, "pause", "3.10.2"), Kind: KindImage, Component: ComponentPause, Name: "pause",
-			Version: "3.10.2", OS: "linux", Arch: r.arch, Size: 1, SHA256: strings.Repeat("b", 64), Image: "registry.k8s.io/pause:3.10.2"},
+		{
+			Path: ImagePath("linux", r.arch, "traefik", "v3.6.12"), Kind: KindImage, Component: ComponentTraefik, Name: "traefik",
+			Version: "v3.6.12", OS: "linux", Arch: r.arch, Size: 1, SHA256: strings.Repeat("a", 64), Image: "docker.io/library/traefik:v3.6.12",
+		},
+		{
+			Path: ImagePath("linux", r.arch, "pause", "3.10.2"), Kind: KindImage, Component: ComponentPause, Name: "pause",
+			Version: "3.10.2", OS: "linux", Arch: r.arch, Size: 1, SHA256: strings.Repeat("b", 64), Image: "registry.k8s.io/pause:3.10.2",
+		},
 	}}
 	data, err := m.Marshal()
 	if err != nil {

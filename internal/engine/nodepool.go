@@ -1140,7 +1140,8 @@ func (k *kubeAPI) do(ctx context.Context, method, path, contentType string, body
 	defer tick.Stop()
 	for {
 		err := k.doOnce(ctx, method, path, contentType, payload, out)
-		if err == nil || !(requestNotSent(err) || method == http.MethodGet && answerLost(err)) {
+		again := err != nil && (requestNotSent(err) || method == http.MethodGet && answerLost(err))
+		if !again {
 			return err
 		}
 		select {
